@@ -1,0 +1,33 @@
+"""hermes: an event-driven simulator of multi-stage LLM inference on heterogeneous hardware.
+
+The public import surface. Plugins need only these names::
+
+    from hermes_core import hookimpl, HardwareNode, BatchingPolicy, Stage
+"""
+
+from .api import Result, Scenario, load_scenario, run
+from .engine import Simulator
+from .errors import CapacityError, ConfigError, HermesError, PluginLoadError, UnknownComponentError, WorkloadError
+from .hardware import DTYPE_BYTES, HardwareNode, dtype_bytes, roofline_time
+from .hookspecs import hookimpl, hookspec
+from .memory import MemoryTier
+from .metrics import MetricsCollector
+from .modelspec import ModelSpec, Operator
+from .plugins import Registry, default_registry, load_plugins
+from .router import Router
+from .scheduler import Batch, BatchingPolicy, BlockManager, EngineLimits, SchedulerState, Sequence
+from .stage import Stage, StageContext
+from .topology import Topology
+from .workload import Request, Workload, make_rng
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "BatchingPolicy", "BlockManager", "CapacityError", "ConfigError", "DTYPE_BYTES",
+    "EngineLimits", "HardwareNode", "HermesError", "MemoryTier", "MetricsCollector", "ModelSpec",
+    "Operator", "PluginLoadError", "Registry", "Request", "Result", "Router", "Scenario",
+    "SchedulerState", "Sequence", "Simulator", "Stage", "StageContext", "Topology",
+    "UnknownComponentError", "Workload", "WorkloadError", "default_registry", "dtype_bytes",
+    "hookimpl", "hookspec", "load_plugins", "load_scenario", "make_rng", "roofline_time", "run",
+    "__version__",
+]

@@ -1,0 +1,132 @@
+"""The ``hermes`` command line: a thin layer over :mod:`hermes_core.api`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import api
+from .errors import HermesError
+from .plugins import default_registry
+
+
+def _fail(exc: Exception) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HermesError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="hermes-sim")
+def main() -> None:
+    """hermes: simulate LLM serving on heterogeneous hardware."""
+
+
+def default_scenario_path() -> Path:
+    """The embedded default scenario (Llama-3.1-70B TP8 on 8xH100, chunked prefill, first
+    minutes of the Azure 2023 conversation trace)."""
+    from importlib import resources
+
+    return Path(str(resources.files("hermes_plugins") / "scenarios" / "default.yaml"))
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:,.1f}"
+
+
+def print_summary(console: Console, s: dict) -> None:
+    """Render the human-readable summary table."""
+    r = s["requests"]
+    console.print(
+        f"[bold]{s['scenario']}[/]: {r['completed']:,} of {r['total']:,} requests completed, "
+        f"{r['dropped']:,} dropped, {r.get('unfinished', 0):,} unfinished; "
+        f"{s['simulated_time_s']:,.1f} s simulated in {s['wall_time_s']:.2f} s wall"
+    )
+    if r["dropped_reasons"]:
+        console.print("dropped: " + ", ".join(f"{k} ({v})" for k, v in r["dropped_reasons"].items()))
+    t = Table(title="latency (ms)")
+    t.add_column("metric")
+    for c in ("mean", "p50", "p90", "p95", "p99"):
+        t.add_column(c, justify="right")
+    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        d = s[name]
+        t.add_row(name.removesuffix("_ms").upper(), *[_fmt(d[c]) for c in ("mean", "p50", "p90", "p95", "p99")])
+    console.print(t)
+    th = s["throughput"]
+    console.print(
+        f"throughput: {th['requests_per_s']:.2f} req/s, {th['input_tokens_per_s']:,.0f} input tok/s, "
+        f"{th['output_tokens_per_s']:,.0f} output tok/s; preemptions: {s['preemptions']}"
+    )
+    if "goodput" in s:
+        console.print(f"goodput: {s['goodput']['requests_per_s']:.2f} req/s within {s['goodput']['slo']}")
+    for d in s.get("utilisation", [])[:16]:
+        console.print(
+            f"  {d['device']} ({d['type']}): busy {d['busy_fraction'] * 100:.1f} %, "
+            f"MFU {d['mfu'] * 100:.1f} %, MBU {d['mbu'] * 100:.1f} %"
+        )
+
+
+@main.command("run")
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a scenario field, e.g. --set clients.0.replicas=2 (repeatable).")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="hermes-out",
+              show_default=True, help="Where summary.json and requests.csv are written.")
+@click.option("--seed", type=int, default=None, help="Override the scenario seed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
+def run_cmd(scenario, overrides, output_dir, seed, quiet) -> None:
+    """Simulate SCENARIO (a YAML file; the embedded default when omitted)."""
+    path = Path(scenario) if scenario else default_scenario_path()
+    sc = api.load_scenario(path, overrides)
+    console = Console(stderr=True)
+    if quiet:
+        result = api.run(sc, seed=seed)
+    else:
+        with Progress(TextColumn("[bold]simulating"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} requests"),
+                      TextColumn("t={task.fields[now]:,.0f} s"), TimeElapsedColumn(), console=console,
+                      transient=True) as bar:
+            task = bar.add_task("run", total=None, now=0.0)
+
+            def progress(now: float, done: int, expected: int) -> None:
+                bar.update(task, completed=done, total=expected or None, now=now)
+
+            result = api.run(sc, seed=seed, progress=progress)
+    out = result.write(output_dir)
+    if not quiet:
+        print_summary(Console(), result.summary)
+        Console().print(f"wrote {out / 'summary.json'} and {out / 'requests.csv'}")
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins and the components each registers."""
+    reg = default_registry()
+    data = reg.plugins()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    t = Table(title="hermes plugins")
+    for c in ("plugin", "distribution", "version", "components"):
+        t.add_column(c)
+    for p in data:
+        comps = "; ".join(f"{k}: {', '.join(v)}" for k, v in p["components"].items())
+        t.add_row(p["name"], p["distribution"], p["version"], comps)
+    Console().print(t)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,139 @@
+"""Scenario configuration: pydantic models, YAML loading and ``--set`` overrides.
+
+A scenario names its components by ``type:``; the core validates only its own fields and
+hands each component section to the registered component's own pydantic model (see
+:meth:`hermes_core.plugins.Registry.validate`), so plugin types need no change here.
+Errors name the YAML path, e.g. ``clients[0].stage.max_num_seqs: ...``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigError
+from .plugins import validate_model
+
+
+class SLOConfig(BaseModel):
+    """Service-level objectives for goodput (all optional, milliseconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+    e2e_ms: float | None = Field(None, gt=0)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class ClientConfig(BaseModel):
+    """A serving client: ``replicas`` identical copies (data parallelism) of a stage on
+    its own devices.
+
+    ``device`` picks the device type (component spec); ``num_devices`` defaults to what the
+    stage needs (TP x PP for LLM serving). ``interconnect`` overrides the device's own
+    scale-up link figures (``bandwidth_GBps`` per direction, ``latency_us``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1)
+    replicas: int = Field(1, ge=1)
+    device: dict[str, Any] = Field(default_factory=lambda: {"type": "gpu"})
+    num_devices: int | None = Field(None, ge=1)
+    interconnect: dict[str, float] | None = None
+    stage: dict[str, Any]
+    router: dict[str, Any] = Field(default_factory=lambda: {"type": "round_robin"})
+
+
+class ScenarioConfig(BaseModel):
+    """The top level of a scenario file.
+
+    Fields: ``name``; ``seed`` (every random stream derives from it); ``workload``
+    (component spec; an optional ``client`` key names its target client); ``clients``;
+    ``slo`` (goodput thresholds); ``max_time_s`` (stop the simulation at this simulated
+    time; requests still in flight are reported as unfinished).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "scenario"
+    seed: int = 0
+    workload: dict[str, Any]
+    clients: list[ClientConfig] = Field(..., min_length=1)
+    slo: SLOConfig | None = None
+    max_time_s: float | None = Field(None, gt=0)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a scenario file with ``yaml.safe_load``.
+
+    Raises :class:`ConfigError` naming the file (and line, for syntax errors)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file '{p}' does not exist") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ConfigError(f"{loc}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a scenario must be a mapping at the top level")
+    return data
+
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``a.b.c=value`` overrides applied.
+
+    Path parts are mapping keys or list indices (``clients.0.replicas`` or
+    ``clients[0].replicas``); the value is parsed as YAML (``8`` is an int, ``[1,2]`` a
+    list). Missing mapping keys are created. Raises :class:`ConfigError` naming the override.
+    """
+    out = copy.deepcopy(dict(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected KEY.PATH=VALUE")
+        key, raw = item.split("=", 1)
+        parts = [p for p in _INDEX.sub(r".\1", key.strip()).split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item}: empty key path")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node: Any = out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: '{where}' is not an index of a list of {len(node)} items")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[:i])}' is a value, not a mapping or list")
+    return out
+
+
+def parse_scenario(data: Mapping[str, Any]) -> ScenarioConfig:
+    """Validate the core fields of a scenario dict (components are validated later by
+    their plugins). Raises :class:`ConfigError` with the field path."""
+    return validate_model(ScenarioConfig, data, "")  # type: ignore[return-value]

@@ -1,0 +1,103 @@
+"""The :class:`HardwareNode` interface: what a device must answer so that stages can price
+their work.
+
+All times are seconds, sizes bytes, work FLOP, rates bytes/s and FLOP/s. Methods take numpy
+arrays where noted and must be vectorised: cost models precompute tables with them once
+per scenario, never per event.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+#: Bytes per element of the precisions hermes knows.
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4.0,
+    "tf32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of ``dtype``; raises ``ValueError`` listing the known ones."""
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown precision '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}") from None
+
+
+def roofline_time(flops, bytes_, peak_flops: float, bandwidth: float,
+                  compute_eff: float = 1.0, memory_eff: float = 1.0, overhead: float = 0.0):
+    """Roofline kernel time ``max(flops / (peak * e_c), bytes / (bw * e_m)) + overhead`` (s).
+
+    Inputs may be numpy arrays (broadcast). Source: Williams et al., "Roofline", CACM 2009;
+    efficiency factors as in GenZ (arXiv 2406.01698, Sec. 3).
+    """
+    return np.maximum(np.asarray(flops) / (peak_flops * compute_eff),
+                      np.asarray(bytes_) / (bandwidth * memory_eff)) + overhead
+
+
+class HardwareNode(ABC):
+    """One device (GPU, ASIC, CPU socket) that runs model operators.
+
+    Built as ``cls(config)``. Subclasses set the attributes below in ``__init__`` and
+    implement the three pricing methods.
+
+    Attributes:
+        name: preset or model name, for reports.
+        memory_bytes: device memory capacity (bytes).
+        memory_bandwidth: peak device-memory bandwidth (bytes/s).
+        link_bandwidth: per-direction bandwidth of the device's scale-up link (bytes/s),
+            e.g. NVLink to an NVSwitch.
+        link_latency: one-hop latency of that link (s).
+        provenance: where the numbers come from (datasheet, measured file).
+    """
+
+    Config: ClassVar[type[BaseModel]]
+
+    name: str
+    memory_bytes: float
+    memory_bandwidth: float
+    link_bandwidth: float
+    link_latency: float
+    provenance: str = ""
+
+    @abstractmethod
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak FLOP/s for matrix math in ``dtype``. Raises ``ValueError`` if the
+        device has no such precision."""
+
+    @abstractmethod
+    def gemm_time(self, m: np.ndarray, n: int, k: int, dtype: str) -> np.ndarray:
+        """Time (s) of ``C[m, n] = A[m, k] @ B[k, n]`` for each ``m`` in the int array ``m``,
+        weights (B) and inputs in ``dtype``."""
+
+    @abstractmethod
+    def attention_time(self, flops: np.ndarray, bytes_: np.ndarray, phase: str, dtype: str) -> np.ndarray:
+        """Time (s) of one attention kernel launch doing ``flops`` FLOP and moving ``bytes_``
+        bytes. ``phase`` is ``"prefill"`` (causal flash attention over new tokens) or
+        ``"decode"`` (one query token per sequence reading its KV cache)."""
+
+    @abstractmethod
+    def memory_time(self, bytes_: np.ndarray) -> np.ndarray:
+        """Time (s) of one memory-bound kernel (norm, activation, residual add, embedding
+        gather) moving ``bytes_`` bytes."""
+
+    def describe(self) -> dict:
+        """Key figures for reports."""
+        return {
+            "name": self.name,
+            "memory_GiB": self.memory_bytes / 2**30,
+            "memory_bandwidth_TBps": self.memory_bandwidth / 1e12,
+            "peak_bf16_TFLOPs": self.peak_flops("bf16") / 1e12,
+            "provenance": self.provenance,
+        }

@@ -1,0 +1,244 @@
+"""Model architectures from Hugging Face ``config.json`` files, as operator lists.
+
+:func:`ModelSpec.from_hf_config` reads the fields that set compute and memory (hidden size,
+layers, attention heads and KV heads, head dim, MLP width, vocabulary, MoE experts) and
+:meth:`ModelSpec.layer_operators` lists the operators of one decoder layer as one
+tensor-parallel shard sees them (Megatron-style sharding: QKV and gate/up column-parallel,
+output and down projections row-parallel, one all-reduce after each).
+
+Supported: dense and GQA decoders with a gated MLP (Llama, Mistral, Qwen2/Qwen3, InternLM2
+...) and MoE decoders with top-k routing and optional shared experts (Mixtral, Qwen2-MoE,
+Qwen3-MoE). Multi-head latent attention (DeepSeek-V2/V3) is not modelled yet and raises
+:class:`~hermes_core.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator of a decoder layer (or of the model head), per device.
+
+    ``kind`` is one of:
+
+    * ``"gemm"``: ``[tokens, k] @ [k, n]``; weights ``k * n`` elements per device.
+    * ``"attention"``: self-attention core with ``heads`` query heads and ``kv_heads`` KV
+      heads of ``head_dim`` per device.
+    * ``"memory"``: memory-bound kernel moving ``elems_per_token`` activation elements per
+      token (norms, activations, residual adds, RoPE, embedding gather).
+    * ``"allreduce"``: tensor-parallel all-reduce of ``elems_per_token`` activation
+      elements per token.
+    * ``"moe"``: ``experts`` routed experts, each a gated MLP of width ``n`` (per device),
+      ``top_k`` of them per token, on hidden size ``k``.
+    """
+
+    name: str
+    kind: str
+    n: int = 0
+    k: int = 0
+    elems_per_token: float = 0.0
+    heads: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    experts: int = 0
+    top_k: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shape of a decoder-only transformer. Counts are whole-model (not per device)."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool = False
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate: int = 0
+    shared_expert_intermediate: int = 0
+    moe_layers: tuple[int, ...] = ()
+    source: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_hf_config(cls, cfg: dict[str, Any], name: str = "", source: str = "") -> ModelSpec:
+        """Build from a parsed ``config.json``.
+
+        Raises :class:`ConfigError` naming the missing field, or for architectures hermes
+        cannot model (multi-head latent attention).
+        """
+        where = source or name or "config.json"
+        if "text_config" in cfg and "hidden_size" not in cfg:
+            cfg = {**cfg["text_config"], "architectures": cfg.get("architectures")}
+        if cfg.get("kv_lora_rank") or cfg.get("q_lora_rank"):
+            raise ConfigError(f"{where}: multi-head latent attention (kv_lora_rank) is not supported yet")
+
+        def need(key: str) -> Any:
+            if key not in cfg or cfg[key] is None:
+                raise ConfigError(f"{where}: missing field '{key}' in config.json")
+            return cfg[key]
+
+        hidden = int(need("hidden_size"))
+        heads = int(need("num_attention_heads"))
+        layers = int(need("num_hidden_layers"))
+        kv_heads = int(cfg.get("num_key_value_heads") or heads)
+        head_dim = int(cfg.get("head_dim") or hidden // heads)
+        n_exp = int(cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 0)
+        top_k = int(cfg.get("num_experts_per_tok") or 0) if n_exp else 0
+        if n_exp:
+            moe_inter = int(cfg.get("moe_intermediate_size") or need("intermediate_size"))
+            shared = int(cfg.get("shared_expert_intermediate_size") or 0)
+            if not shared and cfg.get("n_shared_experts"):
+                shared = int(cfg["n_shared_experts"]) * moe_inter
+            step = int(cfg.get("decoder_sparse_step") or 1)
+            dense_only = set(cfg.get("mlp_only_layers") or [])
+            first_dense = int(cfg.get("first_k_dense_replace") or 0)
+            moe_layers = tuple(
+                i for i in range(layers)
+                if i not in dense_only and i >= first_dense and (i + 1) % step == 0
+            )
+            if top_k <= 0:
+                raise ConfigError(f"{where}: MoE model without 'num_experts_per_tok'")
+        else:
+            moe_inter, shared, moe_layers = 0, 0, ()
+        inter = int(cfg.get("intermediate_size") or (0 if n_exp else need("intermediate_size")))
+        max_pos = int(cfg.get("max_position_embeddings") or 4096)
+        return cls(
+            name=name or cfg.get("_name_or_path", "model"),
+            hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+            intermediate=inter, vocab=int(need("vocab_size")), max_position_embeddings=max_pos,
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            num_experts=n_exp, experts_per_token=top_k, moe_intermediate=moe_inter,
+            shared_expert_intermediate=shared, moe_layers=moe_layers, source=source, raw=cfg,
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path, name: str = "", source: str = "") -> ModelSpec:
+        """Read a ``config.json``; raises :class:`ConfigError` naming the file if it is
+        missing or not JSON."""
+        p = Path(path)
+        try:
+            cfg = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"model config '{p}' does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        default = p.parent.name if p.name == "config.json" else p.stem
+        return cls.from_hf_config(cfg, name=name or default, source=source or str(p))
+
+    # -- derived sizes ------------------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def params(self) -> dict[str, int]:
+        """Parameter counts: ``{"total", "active", "embedding"}`` (active = per token)."""
+        h, d = self.hidden, self.head_dim
+        attn = h * (self.heads + 2 * self.kv_heads) * d + self.heads * d * h
+        dense_mlp = 3 * h * self.intermediate
+        n_moe = len(self.moe_layers)
+        n_dense = self.layers - n_moe
+        expert = 3 * h * self.moe_intermediate
+        shared = 3 * h * self.shared_expert_intermediate
+        moe_total = self.num_experts * expert + shared + h * self.num_experts
+        moe_active = self.experts_per_token * expert + shared + h * self.num_experts
+        norms = 2 * h
+        emb = self.vocab * h * (1 if self.tie_word_embeddings else 2)
+        total = self.layers * (attn + norms) + n_dense * dense_mlp + n_moe * moe_total + emb + h
+        active = self.layers * (attn + norms) + n_dense * dense_mlp + n_moe * moe_active + emb + h
+        return {"total": total, "active": active, "embedding": emb}
+
+    def kv_bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1, pp: int = 1) -> float:
+        """KV-cache bytes per token on one device: ``2 * layers/pp * kv_heads/tp * head_dim *
+        bytes``. With ``tp > kv_heads`` each device keeps one replicated KV head (vLLM)."""
+        kvh = max(1, self.kv_heads // tp)
+        return 2.0 * (self.layers / pp) * kvh * self.head_dim * kv_dtype_bytes
+
+    def check_parallelism(self, tp: int, pp: int, where: str) -> None:
+        """Raise :class:`ConfigError` unless heads split evenly over ``tp`` and layers over
+        ``pp``."""
+        if self.heads % tp:
+            raise ConfigError(f"{where}.tp: {self.heads} attention heads do not split over tp={tp}")
+        if self.kv_heads % tp and tp % self.kv_heads:
+            raise ConfigError(f"{where}.tp: {self.kv_heads} KV heads do not split over tp={tp}")
+        if pp > self.layers:
+            raise ConfigError(f"{where}.pp: pp={pp} exceeds the model's {self.layers} layers")
+
+    # -- operators ----------------------------------------------------------------------
+    def layer_operators(self, tp: int = 1, moe: bool = False) -> list[Operator]:
+        """Operators of one decoder layer on one of ``tp`` tensor-parallel devices, in
+        execution order. ``moe`` picks the MoE variant of the MLP."""
+        h, d = self.hidden, self.head_dim
+        hq = self.heads // tp
+        hkv = max(1, self.kv_heads // tp)
+        ops = [
+            Operator("input_norm", "memory", elems_per_token=2 * h),
+            Operator("qkv_proj", "gemm", n=(hq + 2 * hkv) * d, k=h),
+            Operator("rope", "memory", elems_per_token=2 * (hq + hkv) * d),
+            Operator("attention", "attention", heads=hq, kv_heads=hkv, head_dim=d),
+            Operator("o_proj", "gemm", n=h, k=hq * d),
+        ]
+        if tp > 1:
+            ops.append(Operator("attn_allreduce", "allreduce", elems_per_token=h))
+        ops += [
+            Operator("attn_residual_add", "memory", elems_per_token=3 * h),
+            Operator("post_attention_norm", "memory", elems_per_token=2 * h),
+        ]
+        if moe:
+            ops.append(Operator("moe_router", "gemm", n=self.num_experts, k=h))
+            ops.append(Operator("moe_experts", "moe", n=self.moe_intermediate // tp, k=h,
+                                experts=self.num_experts, top_k=self.experts_per_token))
+            if self.shared_expert_intermediate:
+                si = self.shared_expert_intermediate // tp
+                ops += [
+                    Operator("shared_gate_up_proj", "gemm", n=2 * si, k=h),
+                    Operator("shared_act", "memory", elems_per_token=3 * si),
+                    Operator("shared_down_proj", "gemm", n=h, k=si),
+                ]
+        else:
+            i = self.intermediate // tp
+            ops += [
+                Operator("gate_up_proj", "gemm", n=2 * i, k=h),
+                Operator("act_mul", "memory", elems_per_token=3 * i),
+                Operator("down_proj", "gemm", n=h, k=i),
+            ]
+        if tp > 1:
+            ops.append(Operator("mlp_allreduce", "allreduce", elems_per_token=h))
+        ops.append(Operator("mlp_residual_add", "memory", elems_per_token=3 * h))
+        return ops
+
+    def head_operators(self, tp: int = 1) -> tuple[list[Operator], list[Operator]]:
+        """``(input_ops, output_ops)`` run once per forward pass: the embedding gather on all
+        scheduled tokens, and the final norm plus LM head on sampled tokens only."""
+        h = self.hidden
+        inputs = [Operator("embedding", "memory", elems_per_token=2 * h)]
+        outputs = [
+            Operator("final_norm", "memory", elems_per_token=2 * h),
+            Operator("lm_head", "gemm", n=-(-self.vocab // tp), k=h),
+        ]
+        return inputs, outputs
+
+    def weight_bytes_per_device(self, weight_dtype_bytes: float, tp: int, pp: int) -> float:
+        """Weight bytes on one device (layers split over ``pp``, matrices over ``tp``;
+        embedding and LM head vocab-parallel on the first / last stage, counted here on the
+        busiest stage)."""
+        p = self.params()
+        body = (p["total"] - p["embedding"]) / pp / tp
+        emb = self.vocab * self.hidden / tp
+        head = 0 if self.tie_word_embeddings else emb
+        extra = emb + head if pp == 1 else max(emb, head)
+        return (body + extra) * weight_dtype_bytes

@@ -1,0 +1,353 @@
+"""Plugin loading, the component registry and ``hermes plugins``.
+
+Plugins are found through the ``hermes`` entry-point group (first-party ones too). Each
+plugin module implements one or more ``hermes_register_<kind>`` hooks; every component it
+registers gets a stable name, the class, and the class's pydantic ``Config`` model.
+
+Environment switches:
+
+* ``HERMES_LOAD_PLUGINS=a,b``: load only these entry points (by entry-point name).
+* ``HERMES_DISABLE_PLUGINS=a,b``: skip these entry points.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel, ValidationError
+
+from . import hookspecs
+from .errors import ConfigError, PluginLoadError, UnknownComponentError
+
+#: Component kinds, in registration order; each maps to its ``hermes_register_<kind>`` hook.
+KINDS: tuple[str, ...] = (
+    "stages",
+    "devices",
+    "memory_tiers",
+    "batching_policies",
+    "workloads",
+    "routers",
+    "models",
+)
+
+
+def _base_classes() -> dict[str, type | None]:
+    from .hardware import HardwareNode
+    from .memory import MemoryTier
+    from .router import Router
+    from .scheduler import BatchingPolicy
+    from .stage import Stage
+    from .workload import Workload
+
+    return {
+        "stages": Stage,
+        "devices": HardwareNode,
+        "memory_tiers": MemoryTier,
+        "batching_policies": BatchingPolicy,
+        "workloads": Workload,
+        "routers": Router,
+        "models": None,
+    }
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a plugin came from: its name, distribution and version."""
+
+    name: str
+    distribution: str
+    version: str
+
+    def describe(self) -> str:
+        return f"'{self.name}' ({self.distribution} {self.version})"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component.
+
+    ``obj`` is the class (or, for ``models``, the path of a ``config.json``); ``config_model``
+    the pydantic model that validates its scenario section; ``source`` free-form provenance.
+    """
+
+    kind: str
+    name: str
+    obj: Any
+    config_model: type[BaseModel] | None
+    plugin: PluginInfo
+    source: str = ""
+
+
+class Register:
+    """The typed register object handed to ``hermes_register_<kind>`` hooks.
+
+    ``register(name, obj, config_model=None, source="")``; for classes the config model
+    defaults to ``obj.Config``. Raises :class:`PluginLoadError` for an invalid name, a
+    class of the wrong base, a missing config model or a duplicate name.
+    """
+
+    def __init__(self, registry: Registry, kind: str, plugin: PluginInfo):
+        self._registry = registry
+        self._kind = kind
+        self._plugin = plugin
+
+    def __call__(
+        self,
+        name: str,
+        obj: Any,
+        config_model: type[BaseModel] | None = None,
+        source: str = "",
+    ) -> None:
+        self._registry._add(self._kind, name, obj, config_model, self._plugin, source)
+
+
+class Registry:
+    """All components, by kind and name. Frozen once plugins are loaded.
+
+    Lookups are plain dict accesses: nothing here runs per simulated event.
+    """
+
+    def __init__(self) -> None:
+        self._components: dict[str, dict[str, Component]] = {k: {} for k in KINDS}
+        self._plugins: dict[str, PluginInfo] = {}
+        self._frozen = False
+
+    # -- building ---------------------------------------------------------------------
+    def _add(self, kind, name, obj, config_model, plugin: PluginInfo, source: str) -> None:
+        if self._frozen:
+            raise PluginLoadError(f"plugin {plugin.describe()} registered {kind} '{name}' after loading ended")
+        if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise PluginLoadError(
+                f"plugin {plugin.describe()} registered {kind} with invalid name {name!r}: "
+                "use letters, digits, '_', '-' and '.'"
+            )
+        base = _base_classes()[kind]
+        if base is not None:
+            if not (isinstance(obj, type) and issubclass(obj, base)):
+                raise PluginLoadError(
+                    f"plugin {plugin.describe()} registered {kind} '{name}' as {obj!r}, "
+                    f"which is not a subclass of hermes_core.{base.__name__}"
+                )
+            config_model = config_model or getattr(obj, "Config", None)
+            if not (isinstance(config_model, type) and issubclass(config_model, BaseModel)):
+                raise PluginLoadError(
+                    f"plugin {plugin.describe()} registered {kind} '{name}' without a pydantic "
+                    "Config model (set a nested `class Config(BaseModel)` or pass config_model=)"
+                )
+        existing = self._components[kind].get(name)
+        if existing is not None:
+            raise PluginLoadError(
+                f"{kind} '{name}' is registered twice: by plugin {existing.plugin.describe()} "
+                f"and by plugin {plugin.describe()}; disable one with HERMES_DISABLE_PLUGINS"
+            )
+        self._components[kind][name] = Component(kind, name, obj, config_model, plugin, source)
+        self._plugins.setdefault(plugin.name, plugin)
+
+    def freeze(self) -> None:
+        """Refuse further registrations."""
+        self._frozen = True
+
+    # -- lookups ----------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        """Sorted names of the registered components of ``kind``."""
+        return sorted(self._components[kind])
+
+    def get(self, kind: str, name: str, *, where: str = "type") -> Component:
+        """The component ``name`` of ``kind``.
+
+        Raises :class:`UnknownComponentError` naming ``where`` (the YAML path) and listing the
+        available names with their providers.
+        """
+        try:
+            return self._components[kind][name]
+        except KeyError:
+            avail = ", ".join(
+                f"'{n}' ({c.plugin.distribution})" for n, c in sorted(self._components[kind].items())
+            ) or "none"
+            singular = kind[:-1] if kind.endswith("s") else kind
+            raise UnknownComponentError(
+                f"{where}: unknown {singular.replace('_', ' ')} '{name}'. Available: {avail}. "
+                "Missing a plugin? Run `hermes plugins`."
+            ) from None
+
+    def validate(self, kind: str, spec: Mapping[str, Any], where: str) -> tuple[Component, BaseModel]:
+        """Pick the component named by ``spec['type']`` and validate the rest of ``spec``.
+
+        Returns ``(component, config)``. Raises :class:`ConfigError` whose message starts with
+        the field path (``where`` + the pydantic location).
+        """
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where}: expected a mapping with a 'type' field, got {type(spec).__name__}")
+        if "type" not in spec:
+            raise ConfigError(
+                f"{where}.type: missing; allowed: {', '.join(self.names(kind)) or 'none registered'}"
+            )
+        comp = self.get(kind, str(spec["type"]), where=f"{where}.type")
+        fields = {k: v for k, v in spec.items() if k != "type"}
+        return comp, validate_model(comp.config_model, fields, where)
+
+    def build(self, kind: str, spec: Mapping[str, Any], where: str, **context: Any) -> Any:
+        """Validate ``spec`` and construct the component: ``cls(config, **context)``."""
+        comp, cfg = self.validate(kind, spec, where)
+        return comp.obj(cfg, **context)
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """One dict per plugin: name, distribution, version and components per kind."""
+        out = []
+        for p in sorted(self._plugins.values(), key=lambda p: p.name):
+            comps = {
+                kind: sorted(n for n, c in self._components[kind].items() if c.plugin.name == p.name)
+                for kind in KINDS
+            }
+            out.append(
+                {
+                    "name": p.name,
+                    "distribution": p.distribution,
+                    "version": p.version,
+                    "components": {k: v for k, v in comps.items() if v},
+                }
+            )
+        return out
+
+
+def validate_model(model: type[BaseModel], data: Any, where: str) -> BaseModel:
+    """Validate ``data`` with ``model``; turn the first pydantic error into a
+    :class:`ConfigError` whose message starts with the full field path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where, model)) from None
+
+
+def format_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """Render pydantic errors as ``path: message (got value)`` lines; an unknown field lists
+    the allowed ones when ``model`` is given and the field is at its top level."""
+    lines = []
+    for err in exc.errors():
+        path = where
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+            if model is not None and len(err["loc"]) == 1:
+                msg += "; allowed: " + ", ".join(sorted(model.model_fields))
+        got = err.get("input")
+        suffix = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+        lines.append(f"{path}: {msg}{suffix}")
+    return "\n".join(lines)
+
+
+def _csv_env(name: str) -> set[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return {s.strip() for s in raw.split(",") if s.strip()}
+
+
+def _hook_kinds() -> dict[str, str]:
+    return {kind: f"hermes_register_{kind}" for kind in KINDS}
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    eps = metadata.entry_points(group="hermes")
+    # Load order never decides results: sort by name (components are sorted too).
+    return sorted(eps, key=lambda ep: (ep.name, ep.value))
+
+
+def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool = True) -> Registry:
+    """Load plugins and return a frozen :class:`Registry`.
+
+    ``extra`` adds in-process plugins as ``(name, module_or_object)`` pairs (used by tests and
+    by :func:`hermes_core.api.run`'s ``plugins=`` argument). Entry points are filtered by
+    ``HERMES_LOAD_PLUGINS`` / ``HERMES_DISABLE_PLUGINS``.
+
+    Raises :class:`PluginLoadError` as ``Error loading hermes plugin 'x' (dist ver): ...``.
+    """
+    pm = pluggy.PluginManager("hermes")
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    only = _csv_env("HERMES_LOAD_PLUGINS")
+    disabled = _csv_env("HERMES_DISABLE_PLUGINS") or set()
+    if entry_points:
+        for ep in _entry_points():
+            if ep.name in disabled or (only is not None and ep.name not in only):
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(ep.name, dist.name if dist else "unknown", dist.version if dist else "unknown")
+            try:
+                obj = ep.load()
+            except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
+                raise PluginLoadError(
+                    f"Error loading hermes plugin {info.describe()}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if pm.is_registered(obj):
+                continue
+            pm.register(obj, name=ep.name)
+            infos[ep.name] = info
+    for name, obj in extra:
+        pm.register(obj, name=name)
+        infos[name] = PluginInfo(name, "<in-process>", "-")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(
+            f"Error loading hermes plugin {infos[exc.plugin_name].describe() if exc.plugin_name in infos else exc.plugin_name}: "
+            f"{exc}"
+        ) from None
+
+    registry = Registry()
+    for kind, hook_name in _hook_kinds().items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in sorted(hook.get_hookimpls(), key=lambda i: i.plugin_name):
+            info = infos[impl.plugin_name]
+            try:
+                impl.function(register=Register(registry, kind, info))
+            except PluginLoadError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise PluginLoadError(
+                    f"Error loading hermes plugin {info.describe()}: {hook_name} raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+    registry.freeze()
+    return registry
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The registry of installed plugins, loaded once per process."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_plugins()
+    return _DEFAULT
+
+
+def plugins_json(registry: Registry) -> str:
+    """``hermes plugins --json`` output."""
+    return json.dumps(registry.plugins(), indent=2)
+
+
+def model_path(registry: Registry, name_or_path: str, where: str) -> Path:
+    """Resolve a model name from the catalog, or a path to a ``config.json`` (or its folder)."""
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        p = p / "config.json"
+    if p.suffix == ".json" or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"{where}: model config file '{p}' does not exist")
+        return p
+    key = name_or_path.lower()
+    for n in registry.names("models"):
+        if n.lower() == key:
+            return Path(registry.get("models", n).obj)
+    return Path(registry.get("models", name_or_path, where=where).obj)

@@ -1,0 +1,202 @@
+"""Scheduling mechanics shared by all batching policies, and the :class:`BatchingPolicy`
+interface.
+
+A serving engine keeps a FIFO ``waiting`` queue and a ``running`` list of
+:class:`Sequence` objects and a paged KV cache (:class:`BlockManager`). Each engine step a
+policy returns a :class:`Batch`: which sequences run and how many new tokens each
+computes. This follows vLLM v1's token-centric view: a sequence with ``num_computed`` tokens
+in cache and ``num_tokens`` known tokens computes up to ``num_tokens - num_computed`` tokens;
+when it catches up it samples one new token. A prefill is a step with many new tokens, a
+decode a step with one. Policies decide order and limits; the mechanics (block accounting,
+preemption by recompute) live here so every policy obeys the same KV invariants.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from .workload import Request
+
+
+class Sequence:
+    """Engine-side state of one request.
+
+    ``num_tokens`` = prompt tokens + tokens generated so far; ``num_computed`` = tokens whose
+    KV is in the cache; ``blocks`` = KV blocks held. After a preemption by recompute,
+    ``num_computed`` is 0 again and the prompt plus generated tokens are prefilled anew.
+    """
+
+    __slots__ = ("req", "num_tokens", "num_computed", "blocks", "last_token_time")
+
+    def __init__(self, req: Request):
+        self.req = req
+        self.num_tokens = req.prompt_tokens
+        self.num_computed = 0
+        self.blocks = 0
+        self.last_token_time = -1.0
+
+    @property
+    def remaining_prefill(self) -> int:
+        """Tokens still to compute before the next token can be sampled."""
+        return self.num_tokens - self.num_computed
+
+    @property
+    def is_decoding(self) -> bool:
+        """True once the first token was produced and only one token is pending."""
+        return self.req.generated_tokens > 0 and self.num_tokens - self.num_computed == 1
+
+    def __repr__(self) -> str:
+        return (f"Sequence(id={self.req.id}, tokens={self.num_tokens}, computed={self.num_computed}, "
+                f"blocks={self.blocks})")
+
+
+class BlockManager:
+    """Paged KV cache accounting: ``total`` blocks of ``block_size`` tokens each.
+
+    A sequence holding ``t`` tokens of KV needs ``ceil(t / block_size)`` blocks. The free
+    count never goes below zero and ``used + free == total`` always holds.
+    """
+
+    __slots__ = ("total", "block_size", "free", "peak_used")
+
+    def __init__(self, total_blocks: int, block_size: int):
+        if total_blocks < 0 or block_size <= 0:
+            raise ValueError(f"invalid KV cache: {total_blocks} blocks of {block_size} tokens")
+        self.total = total_blocks
+        self.block_size = block_size
+        self.free = total_blocks
+        self.peak_used = 0
+
+    def blocks_for(self, tokens: int) -> int:
+        """Blocks needed to hold ``tokens`` tokens."""
+        return -(-tokens // self.block_size)
+
+    def extra_needed(self, seq: Sequence, new_tokens: int) -> int:
+        """Blocks ``seq`` must add to hold ``new_tokens`` more computed tokens."""
+        need = -(-(seq.num_computed + new_tokens) // self.block_size) - seq.blocks
+        return need if need > 0 else 0
+
+    def try_allocate(self, seq: Sequence, new_tokens: int) -> bool:
+        """Reserve blocks for ``new_tokens`` more tokens of ``seq``; False if not enough free."""
+        need = -(-(seq.num_computed + new_tokens) // self.block_size) - seq.blocks
+        if need <= 0:
+            return True
+        if need > self.free:
+            return False
+        self.free -= need
+        seq.blocks += need
+        used = self.total - self.free
+        if used > self.peak_used:
+            self.peak_used = used
+        return True
+
+    def release(self, seq: Sequence) -> None:
+        """Return all of ``seq``'s blocks."""
+        self.free += seq.blocks
+        seq.blocks = 0
+
+    @property
+    def used(self) -> int:
+        return self.total - self.free
+
+
+class EngineLimits(BaseModel):
+    """Per-step limits of a serving engine (vLLM names)."""
+
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+
+
+class Batch:
+    """What one engine step runs: ``seqs[i]`` computes ``num_new[i]`` new tokens."""
+
+    __slots__ = ("seqs", "num_new")
+
+    def __init__(self) -> None:
+        self.seqs: list[Sequence] = []
+        self.num_new: list[int] = []
+
+    def add(self, seq: Sequence, n: int) -> None:
+        self.seqs.append(seq)
+        self.num_new.append(n)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.num_new)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+class SchedulerState:
+    """The queues and KV cache a policy works on.
+
+    ``waiting``: FIFO of sequences not running (new or preempted; preempted ones go to the
+    front, as in vLLM). ``running``: sequences admitted, in admission order.
+    """
+
+    __slots__ = ("waiting", "running", "kv", "limits", "preemptions")
+
+    def __init__(self, kv: BlockManager, limits: EngineLimits):
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.kv = kv
+        self.limits = limits
+        self.preemptions = 0
+
+    def preempt(self, seq: Sequence) -> None:
+        """Preempt ``seq`` by recompute: free its blocks, forget its computed tokens and put
+        it at the front of ``waiting``. The caller removes it from ``running``."""
+        self.kv.release(seq)
+        seq.num_computed = 0
+        seq.req.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def allocate_or_preempt(self, seq: Sequence, n: int, protect: set[int] | None = None) -> bool:
+        """Reserve blocks for ``n`` more tokens of running ``seq``, preempting the
+        most recently admitted other running sequences (vLLM's recompute policy) until it
+        fits. Returns False (and preempts nothing more) if ``seq`` itself had to go."""
+        kv = self.kv
+        while not kv.try_allocate(seq, n):
+            victim = self.running[-1]
+            self.running.pop()
+            self.preempt(victim)
+            if victim is seq:
+                return False
+        return True
+
+
+class BatchingPolicy(ABC):
+    """Chooses the next batch of a serving engine.
+
+    Built as ``cls(config)``. :meth:`schedule` is called whenever the engine is free and has
+    work; it mutates ``state`` (admitting sequences from ``waiting`` into ``running``,
+    allocating KV blocks, preempting) and returns the :class:`Batch` to run, or ``None`` if
+    nothing can run now. It must never exceed ``state.limits`` and must allocate blocks for
+    every token it schedules.
+    """
+
+    Config: ClassVar[type[BaseModel]]
+    #: True if prompts longer than the token budget can be split over several steps.
+    chunks_prefill: ClassVar[bool] = False
+
+    def __init__(self, config: BaseModel):
+        self.config = config
+
+    def rejection_reason(self, req: Request, limits: EngineLimits) -> str | None:
+        """Why ``req`` can never be scheduled by this policy, or None."""
+        if not self.chunks_prefill and req.prompt_tokens > limits.max_num_batched_tokens:
+            return (f"prompt of {req.prompt_tokens} tokens exceeds max_num_batched_tokens="
+                    f"{limits.max_num_batched_tokens} and policy '{type(self).__name__}' does not chunk prefills")
+        return None
+
+    @abstractmethod
+    def schedule(self, state: SchedulerState) -> Batch | None:
+        """Return the next batch, or None when nothing can run."""

@@ -1,0 +1,89 @@
+"""Interconnect topology as a :mod:`networkx` graph.
+
+Nodes are devices, memories and switches; edges are links with ``bandwidth`` (bytes/s per
+direction) and ``latency`` (s). Collective times are derived from the paths between the
+participants, so a new fabric is a new graph, not new code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import networkx as nx
+
+
+class Topology:
+    """An undirected graph of devices and links.
+
+    Example: an 8-GPU NVSwitch server is eight device nodes, one switch node and eight
+    edges of the per-GPU NVLink bandwidth (:meth:`single_switch`).
+    """
+
+    def __init__(self) -> None:
+        self.graph = nx.Graph()
+
+    def add_node(self, name: str, kind: str, **attrs) -> None:
+        """Add a node of ``kind`` ("device", "memory", "switch", ...)."""
+        self.graph.add_node(name, kind=kind, **attrs)
+
+    def add_link(self, a: str, b: str, bandwidth: float, latency: float) -> None:
+        """Add a link; ``bandwidth`` in bytes/s per direction (> 0), ``latency`` in s (>= 0)."""
+        if bandwidth <= 0 or latency < 0:
+            raise ValueError(f"link {a}-{b}: bandwidth must be > 0 and latency >= 0")
+        self.graph.add_edge(a, b, bandwidth=float(bandwidth), latency=float(latency))
+
+    @classmethod
+    def single_switch(cls, devices: Sequence[str], bandwidth: float, latency: float,
+                      switch: str = "switch0") -> Topology:
+        """Devices each linked to one switch (NVSwitch server, full bisection)."""
+        topo = cls()
+        topo.add_node(switch, "switch")
+        for d in devices:
+            topo.add_node(d, "device")
+            topo.add_link(d, switch, bandwidth, latency)
+        return topo
+
+    def path(self, a: str, b: str) -> tuple[float, float]:
+        """``(bottleneck bandwidth, total latency)`` of the lowest-latency path from a to b.
+
+        Raises ``ValueError`` if no path exists."""
+        try:
+            nodes = nx.shortest_path(self.graph, a, b, weight="latency")
+        except (nx.NetworkXNoPath, nx.NodeNotFound) as exc:
+            raise ValueError(f"no path between {a} and {b}: {exc}") from None
+        bw = float("inf")
+        lat = 0.0
+        for u, v in zip(nodes, nodes[1:]):
+            e = self.graph.edges[u, v]
+            bw = min(bw, e["bandwidth"])
+            lat += e["latency"]
+        return bw, lat
+
+    def ring_allreduce_params(self, members: Sequence[str]) -> tuple[float, float]:
+        """``(bandwidth, latency)`` of one ring step over ``members`` in order: the slowest
+        neighbour path sets the pace."""
+        n = len(members)
+        if n < 2:
+            return float("inf"), 0.0
+        bw, lat = float("inf"), 0.0
+        for i in range(n):
+            b, l = self.path(members[i], members[(i + 1) % n])
+            bw, lat = min(bw, b), max(lat, l)
+        return bw, lat
+
+    def allreduce_time(self, members: Sequence[str], nbytes, algo_latency: float = 0.0):
+        """Ring all-reduce of ``nbytes`` (scalar or array) over ``members`` (s):
+        ``2 (n-1)/n * bytes / bw + 2 (n-1) * (link latency + algo_latency)``.
+
+        Source: Patarasuk & Yuan, "Bandwidth optimal all-reduce algorithms", JPDC 2009; the
+        form NCCL's ring algorithm follows (reduce-scatter then all-gather)."""
+        n = len(members)
+        if n < 2:
+            return 0.0 * nbytes
+        bw, lat = self.ring_allreduce_params(members)
+        return 2 * (n - 1) / n * nbytes / bw + 2 * (n - 1) * (lat + algo_latency)
+
+    def p2p_time(self, a: str, b: str, nbytes, algo_latency: float = 0.0):
+        """Point-to-point send/recv of ``nbytes`` from a to b (s): ``latency + bytes / bw``."""
+        bw, lat = self.path(a, b)
+        return lat + algo_latency + nbytes / bw

@@ -1,0 +1,81 @@
+"""Requests and the :class:`Workload` interface."""
+
+from __future__ import annotations
+
+import hashlib
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from .engine import Simulator
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One inference request and what happened to it.
+
+    Times are simulated seconds. ``prompt_tokens`` is the input sequence length (ISL),
+    ``output_tokens`` the number of tokens to generate (OSL, >= 1). ``hash_ids`` optionally
+    names the prompt's blocks for prefix sharing (Mooncake traces: one id per 512 tokens).
+    Result fields are filled by the stages; ``dropped_reason`` is set when the request can
+    never be served.
+    """
+
+    id: int
+    arrival_time: float
+    prompt_tokens: int
+    output_tokens: int
+    hash_ids: tuple[int, ...] | None = None
+    # -- results -------------------------------------------------------------------------
+    first_token_time: float = -1.0
+    finish_time: float = -1.0
+    generated_tokens: int = 0
+    preemptions: int = 0
+    replica: str = ""
+    dropped_reason: str = ""
+    #: Inter-token latencies are aggregated on the fly; the largest gap is kept per request.
+    max_itl: float = 0.0
+
+    @property
+    def completed(self) -> bool:
+        return self.finish_time >= 0.0 and not self.dropped_reason
+
+
+class Workload(ABC):
+    """Produces requests over simulated time.
+
+    A workload is built as ``cls(config, rng=..., base_dir=...)`` and then started with
+    :meth:`start`, which schedules its own arrival events on the simulator and hands each
+    request to ``submit(request)``. Closed-loop workloads react to :meth:`on_request_done`.
+    ``rng`` is a :class:`numpy.random.Generator` seeded from the scenario seed.
+    """
+
+    Config: ClassVar[type[BaseModel]]
+
+    @abstractmethod
+    def start(self, sim: Simulator, submit: Callable[[Request], None]) -> None:
+        """Schedule arrivals on ``sim``; call ``submit`` at each request's arrival time."""
+
+    def on_request_done(self, request: Request) -> None:
+        """Called when a request completes or is dropped (closed-loop clients send the next)."""
+
+    def expected_requests(self) -> int | None:
+        """Total number of requests if known in advance (for the progress bar)."""
+        return None
+
+    def horizon_s(self) -> float | None:
+        """Last arrival time if known in advance (s)."""
+        return None
+
+
+def make_rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator derived from the scenario ``seed`` and a stable component path, so that
+    adding a component never changes another component's random stream."""
+    key = [seed] + [int.from_bytes(hashlib.blake2b(n.encode(), digest_size=8).digest(), "little") for n in names]
+    return np.random.default_rng(np.random.SeedSequence(key))

@@ -1,0 +1,173 @@
+"""First-party batching policies: ``static``, ``continuous`` (vLLM v0) and
+``chunked_prefill`` (vLLM v1 / Sarathi-Serve).
+
+All three use the shared mechanics of :class:`hermes_core.SchedulerState`: paged KV
+blocks reserved before a token is scheduled, preemption by recompute of the most recently
+admitted running sequence when blocks run out.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hermes_core import Batch, BatchingPolicy, SchedulerState, hookimpl
+
+
+class StaticConfig(BaseModel):
+    """``max_batch_size``: sequences per batch (default: the engine's ``max_num_seqs``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_batch_size: int | None = Field(None, ge=1)
+
+
+class StaticBatching(BatchingPolicy):
+    """Request-level (static) batching, as in FasterTransformer or HF ``generate``.
+
+    When the engine is empty, admit up to ``max_batch_size`` waiting requests in FIFO
+    order whose prompts fit the token budget together and whose full KV (prompt + output)
+    can be reserved; prefill them in one step, then decode until every one has finished.
+    No request joins a running batch, so KV is reserved up front and nothing is preempted.
+    """
+
+    Config = StaticConfig
+
+    def schedule(self, state: SchedulerState) -> Batch | None:
+        batch = Batch()
+        running = state.running
+        if running:
+            for seq in running:
+                batch.add(seq, seq.num_tokens - seq.num_computed)
+            return batch
+        lim = state.limits
+        cap = min(self.config.max_batch_size or lim.max_num_seqs, lim.max_num_seqs)
+        budget = lim.max_num_batched_tokens
+        waiting, kv = state.waiting, state.kv
+        while waiting and len(running) < cap:
+            seq = waiting[0]
+            n = seq.num_tokens - seq.num_computed
+            if n > budget:
+                break
+            full = seq.req.prompt_tokens + seq.req.output_tokens - seq.num_computed
+            if not kv.try_allocate(seq, full):
+                break
+            waiting.popleft()
+            running.append(seq)
+            batch.add(seq, n)
+            budget -= n
+        return batch if batch.seqs else None
+
+
+class ContinuousConfig(BaseModel):
+    """``watermark``: share of KV blocks kept free when admitting prefills (vLLM v0's
+    ``watermark=0.01``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    watermark: float = Field(0.01, ge=0, lt=1)
+
+
+class ContinuousBatching(BatchingPolicy):
+    """Iteration-level batching that prioritises prefills (vLLM v0 default scheduler, Orca).
+
+    Each step, if requests are waiting, admit as many whole prompts as fit
+    ``max_num_batched_tokens``, ``max_num_seqs`` and the free KV blocks (minus the
+    watermark) and run a prefill-only step. Otherwise run one decode token for every
+    running sequence, preempting (recompute) the most recently admitted ones when blocks
+    run out.
+    """
+
+    Config = ContinuousConfig
+
+    def schedule(self, state: SchedulerState) -> Batch | None:
+        batch = Batch()
+        lim, kv = state.limits, state.kv
+        waiting, running = state.waiting, state.running
+        budget = lim.max_num_batched_tokens
+        reserve = int(self.config.watermark * kv.total)
+        while waiting and len(running) < lim.max_num_seqs:
+            seq = waiting[0]
+            n = seq.num_tokens - seq.num_computed
+            if n > budget or kv.extra_needed(seq, n) > kv.free - reserve:
+                break
+            kv.try_allocate(seq, n)
+            waiting.popleft()
+            running.append(seq)
+            batch.add(seq, n)
+            budget -= n
+        if batch.seqs:
+            return batch
+        i = 0
+        while i < len(running):
+            seq = running[i]
+            if not state.allocate_or_preempt(seq, 1):
+                break
+            batch.add(seq, 1)
+            i += 1
+        return batch if batch.seqs else None
+
+
+class ChunkedPrefillConfig(BaseModel):
+    """``long_prefill_token_threshold``: cap on one prompt's chunk per step (0 = only the
+    token budget limits it), as vLLM's option of that name."""
+
+    model_config = ConfigDict(extra="forbid")
+    long_prefill_token_threshold: int = Field(0, ge=0)
+
+
+class ChunkedPrefill(BatchingPolicy):
+    """Decodes first, then prefill chunks in the remaining token budget (vLLM v1's
+    scheduler, Sarathi-Serve's stall-free batching).
+
+    Running sequences are served in admission order, each with what it still needs (1 token
+    for a decode, the rest of its prompt for a partial prefill) capped by the remaining
+    budget; when KV blocks run out the most recently admitted running sequence is
+    preempted. Then, if nothing was preempted this step, waiting requests are admitted in
+    FIFO order with chunks of their prompts until the budget, ``max_num_seqs`` or the KV
+    cache runs out.
+    """
+
+    Config = ChunkedPrefillConfig
+    chunks_prefill = True
+
+    def schedule(self, state: SchedulerState) -> Batch | None:
+        batch = Batch()
+        lim, kv = state.limits, state.kv
+        waiting, running = state.waiting, state.running
+        budget = lim.max_num_batched_tokens
+        cap = self.config.long_prefill_token_threshold
+        preempted = state.preemptions
+        i = 0
+        while i < len(running) and budget > 0:
+            seq = running[i]
+            n = seq.num_tokens - seq.num_computed
+            if cap and n > cap:
+                n = cap
+            if n > budget:
+                n = budget
+            if not state.allocate_or_preempt(seq, n):
+                break
+            batch.add(seq, n)
+            budget -= n
+            i += 1
+        if state.preemptions == preempted:
+            while waiting and budget > 0 and len(running) < lim.max_num_seqs:
+                seq = waiting[0]
+                n = seq.num_tokens - seq.num_computed
+                if cap and n > cap:
+                    n = cap
+                if n > budget:
+                    n = budget
+                if not kv.try_allocate(seq, n):
+                    break
+                waiting.popleft()
+                running.append(seq)
+                batch.add(seq, n)
+                budget -= n
+        return batch if batch.seqs else None
+
+
+@hookimpl
+def hermes_register_batching_policies(register):
+    """Register ``static``, ``continuous`` and ``chunked_prefill``."""
+    register("chunked_prefill", ChunkedPrefill)
+    register("continuous", ContinuousBatching)
+    register("static", StaticBatching)

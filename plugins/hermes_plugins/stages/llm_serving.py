@@ -1,0 +1,308 @@
+"""A vLLM-like LLM serving engine as a hermes stage.
+
+The engine loops: ask the batching policy for a batch, price it with the
+:class:`~hermes_plugins.stages.step_cost.StepCostModel`, advance time by that much, then
+apply the step (tokens computed, tokens sampled, requests finished) and loop again. It idles
+when nothing can run and wakes when a request arrives.
+
+KV cache (paged, vLLM's scheme): per device,
+``capacity = memory * gpu_memory_utilization - weights - activation reserve``, split into
+blocks of ``block_size`` tokens of ``2 * layers/pp * kv_heads/tp * head_dim * bytes`` each.
+As in vLLM, the engine refuses to start (:class:`CapacityError`) when the weights do not
+fit or the cache cannot hold one ``max_model_len`` sequence.
+
+A request that can never be served is dropped at arrival with a reason:
+``exceeds_max_model_len``, ``kv_cache_too_small`` (prompt + output need more blocks than
+the whole cache) or ``prompt_exceeds_token_budget`` (policies without chunked prefill).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hermes_core import (
+    BlockManager, CapacityError, ConfigError, EngineLimits, ModelSpec, Request, SchedulerState,
+    Sequence, Stage, StageContext, dtype_bytes,
+)
+from hermes_core.engine import PRIORITY_COMPLETION
+from hermes_core.hardware import DTYPE_BYTES
+from hermes_core.plugins import model_path
+
+from .step_cost import StepCostModel
+
+GiB = 2**30
+
+
+class Precision(BaseModel):
+    """Precisions of weights, activations (and attention math) and KV cache."""
+
+    model_config = ConfigDict(extra="forbid")
+    weights: str = "bf16"
+    activations: str = "bf16"
+    kv_cache: str = "bf16"
+
+    def model_post_init(self, _ctx: Any) -> None:
+        for f in ("weights", "activations", "kv_cache"):
+            v = getattr(self, f)
+            if v not in DTYPE_BYTES:
+                raise ValueError(f"{f}: unknown precision '{v}'; allowed: {', '.join(DTYPE_BYTES)}")
+
+
+class Parallelism(BaseModel):
+    """Tensor-parallel (``tp``) and pipeline-parallel (``pp``) degrees."""
+
+    model_config = ConfigDict(extra="forbid")
+    tp: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+
+
+class LLMServingConfig(BaseModel):
+    """Configuration of the ``llm_serving`` stage (vLLM engine argument names).
+
+    Fields: ``model`` (catalog name such as ``llama-3.1-70b``, or a path to a Hugging Face
+    ``config.json``); ``precision``; ``parallelism``; ``max_num_seqs`` (default 256);
+    ``max_num_batched_tokens`` (token budget per step, default 8192);
+    ``max_model_len`` (tokens, default the model's ``max_position_embeddings``);
+    ``block_size`` (tokens per KV block, default 16); ``gpu_memory_utilization`` (share of
+    device memory the engine may use, default 0.9); ``activation_reserve_GiB`` (memory kept
+    for activations per device; default estimated, see :func:`activation_reserve_bytes`);
+    ``step_overhead_us`` (CPU time per engine step added to the device time, default 0);
+    ``batching`` (policy spec, default ``{type: chunked_prefill}``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    precision: Precision = Field(default_factory=Precision)
+    parallelism: Parallelism = Field(default_factory=Parallelism)
+    max_num_seqs: int = Field(256, ge=1)
+    max_num_batched_tokens: int = Field(8192, ge=1)
+    max_model_len: int | None = Field(None, ge=1)
+    block_size: int = Field(16, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    activation_reserve_GiB: float | None = Field(None, ge=0)
+    step_overhead_us: float = Field(0.0, ge=0)
+    batching: dict[str, Any] = Field(default_factory=lambda: {"type": "chunked_prefill"})
+
+
+def activation_reserve_bytes(model: ModelSpec, tp: int, max_tokens: int, max_seqs: int, act_bytes: float) -> float:
+    """Estimated peak activation memory per device during a ``max_tokens`` forward pass, as
+    vLLM's profiling run measures it: the widest live intermediates (gate/up output, QKV,
+    residual stream) for ``max_tokens`` tokens, fp32 logits for ``max_seqs`` sequences,
+    plus 1 GiB for CUDA graphs, NCCL buffers and the allocator (a round figure typical of
+    vLLM logs on H100)."""
+    inter = max(model.intermediate, 2 * model.moe_intermediate * max(model.experts_per_token, 1))
+    per_tok = (2 * inter / tp + (model.heads + 2 * model.kv_heads) * model.head_dim / tp + 4 * model.hidden) * act_bytes
+    logits = max_seqs * model.vocab / tp * 4
+    return max_tokens * per_tok + logits + 1 * GiB
+
+
+class LLMServing(Stage):
+    """The ``llm_serving`` stage: a paged-KV continuous-batching engine on ``tp * pp``
+    devices.
+
+    Raises :class:`CapacityError` if the model does not fit, :class:`ConfigError` for an
+    unknown model or policy.
+    """
+
+    Config = LLMServingConfig
+
+    @classmethod
+    def devices_needed(cls, config: LLMServingConfig) -> int:
+        """Devices per replica: ``tp * pp``."""
+        return config.parallelism.tp * config.parallelism.pp
+
+    def __init__(self, config: LLMServingConfig, ctx: StageContext):
+        super().__init__(config, ctx)
+        where = ctx.where
+        reg = ctx.registry
+        path = model_path(reg, config.model, f"{where}.model")
+        comp = None
+        for n in reg.names("models"):
+            if reg.get("models", n).obj == str(path):
+                comp = reg.get("models", n)
+        self.model = ModelSpec.from_file(path, name=comp.name if comp else path.stem,
+                                         source=comp.source if comp else str(path))
+        tp, pp = config.parallelism.tp, config.parallelism.pp
+        self.model.check_parallelism(tp, pp, f"{where}.parallelism")
+        prec = config.precision
+        dev = ctx.devices[0]
+        for f in ("weights", "activations"):
+            try:
+                dev.peak_flops(getattr(prec, f))
+            except ValueError as exc:
+                raise ConfigError(f"{where}.precision.{f}: {exc}") from None
+        self.max_model_len = config.max_model_len or self.model.max_position_embeddings
+        limits = EngineLimits(max_num_seqs=config.max_num_seqs,
+                              max_num_batched_tokens=config.max_num_batched_tokens,
+                              max_model_len=self.max_model_len)
+        self.policy = reg.build("batching_policies", config.batching, f"{where}.batching")
+        # -- memory --------------------------------------------------------------------
+        weights = self.model.weight_bytes_per_device(dtype_bytes(prec.weights), tp, pp)
+        reserve = (config.activation_reserve_GiB * GiB if config.activation_reserve_GiB is not None
+                   else activation_reserve_bytes(self.model, tp, config.max_num_batched_tokens,
+                                                 config.max_num_seqs, dtype_bytes(prec.activations)))
+        budget = dev.memory_bytes * config.gpu_memory_utilization
+        kv_bytes = budget - weights - reserve
+        self.kv_per_token = self.model.kv_bytes_per_token(dtype_bytes(prec.kv_cache), tp, pp)
+        n_dev = tp * pp
+        fit_msg = (f"{where}: {self.model.name} with {prec.weights} weights needs {weights / GiB:.1f} GiB "
+                   f"per device plus {reserve / GiB:.1f} GiB activations on {n_dev} x {dev.name} "
+                   f"(tp={tp}, pp={pp}), but each device offers {budget / GiB:.1f} GiB "
+                   f"({dev.memory_bytes / GiB:.1f} GiB x gpu_memory_utilization {config.gpu_memory_utilization})")
+        if kv_bytes <= 0:
+            raise CapacityError(fit_msg + "; use more devices (tp/pp), fp8 weights or a larger device")
+        num_blocks = int(kv_bytes // (config.block_size * self.kv_per_token))
+        if num_blocks * config.block_size < self.max_model_len:
+            raise CapacityError(
+                f"{where}: the KV cache holds {num_blocks * config.block_size:,} tokens "
+                f"({kv_bytes / GiB:.1f} GiB per device), fewer than one max_model_len={self.max_model_len:,} "
+                "sequence; lower max_model_len or add devices"
+            )
+        self.weight_bytes = weights
+        self.kv_cache_bytes = kv_bytes
+        self.state = SchedulerState(BlockManager(num_blocks, config.block_size), limits)
+        self.cost = StepCostModel(
+            self.model, dev, tp, pp, prec.weights, prec.activations, prec.kv_cache, ctx.topology,
+            ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
+        )
+        self._overhead = config.step_overhead_us * 1e-6
+        self._busy = False
+        self._outstanding = 0
+        self.steps = 0
+        self.busy_time = 0.0
+        self.flops = 0.0
+        self.bytes = 0.0
+        self.tokens_computed = 0
+        self.max_batch = 0
+
+    # -- Stage interface ---------------------------------------------------------------
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def submit(self, req: Request) -> None:
+        req.replica = self.ctx.name
+        reason = self._rejection(req)
+        if reason:
+            req.dropped_reason = reason
+            self.ctx.on_done(req)
+            return
+        self._outstanding += 1
+        self.state.waiting.append(Sequence(req))
+        if not self._busy:
+            self._step()
+
+    def _rejection(self, req: Request) -> str | None:
+        total = req.prompt_tokens + req.output_tokens
+        if total > self.max_model_len:
+            return (f"exceeds_max_model_len: prompt {req.prompt_tokens} + output {req.output_tokens} "
+                    f"tokens > max_model_len {self.max_model_len}")
+        kv = self.state.kv
+        if kv.blocks_for(total) > kv.total:
+            return (f"kv_cache_too_small: needs {kv.blocks_for(total)} blocks of {kv.block_size} tokens, "
+                    f"the cache has {kv.total}")
+        why = self.policy.rejection_reason(req, self.state.limits)
+        return f"prompt_exceeds_token_budget: {why}" if why else None
+
+    def unfinished(self) -> list[Request]:
+        """Requests still queued or running (when a run stops at ``max_time_s``)."""
+        return [s.req for s in list(self.state.running) + list(self.state.waiting)]
+
+    # -- engine loop -------------------------------------------------------------------
+    def _step(self) -> None:
+        batch = self.policy.schedule(self.state)
+        if batch is None or not batch.seqs:
+            self._busy = False
+            return
+        tokens = sampled = pf_q = dec_n = 0
+        pf_pairs = pf_kv = dec_kv = 0
+        for seq, q in zip(batch.seqs, batch.num_new):
+            c = seq.num_computed
+            tokens += q
+            if c + q == seq.num_tokens:
+                sampled += 1
+            if q == 1:
+                dec_n += 1
+                dec_kv += c + 1
+            else:
+                pf_q += q
+                pf_pairs += q * c + q * (q + 1) // 2
+                pf_kv += c + q
+        dt, fl, by = self.cost.step(tokens, sampled, pf_pairs, pf_kv, pf_q, dec_n, dec_kv)
+        dt += self._overhead
+        self.steps += 1
+        self.busy_time += dt
+        self.flops += fl
+        self.bytes += by
+        self.tokens_computed += tokens
+        if len(batch.seqs) > self.max_batch:
+            self.max_batch = len(batch.seqs)
+        self._busy = True
+        self.ctx.sim.schedule(dt, self._finish_step, batch, priority=PRIORITY_COMPLETION)
+
+    def _finish_step(self, batch) -> None:
+        now = self.ctx.sim.now
+        gaps: dict[float, int] = {}
+        finished = False
+        kv = self.state.kv
+        for seq, q in zip(batch.seqs, batch.num_new):
+            seq.num_computed += q
+            if seq.num_computed != seq.num_tokens:
+                continue  # partial prefill chunk
+            req = seq.req
+            req.generated_tokens += 1
+            if req.generated_tokens == 1:
+                req.first_token_time = now
+            else:
+                last = seq.last_token_time
+                gaps[last] = gaps.get(last, 0) + 1
+                if now - last > req.max_itl:
+                    req.max_itl = now - last
+            seq.last_token_time = now
+            if req.generated_tokens >= req.output_tokens:
+                req.finish_time = now
+                kv.release(seq)
+                seq.num_tokens = -1  # marks finished
+                finished = True
+            else:
+                seq.num_tokens += 1
+        add_itl = self.ctx.metrics.add_itl
+        for last, count in gaps.items():
+            add_itl(now - last, count)
+        if finished:
+            done = [s for s in self.state.running if s.num_tokens < 0]
+            self.state.running = [s for s in self.state.running if s.num_tokens >= 0]
+            for s in done:
+                self._outstanding -= 1
+                self.ctx.on_done(s.req)
+        self._step()
+
+    # -- reporting ---------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        now = self.ctx.sim.now
+        dev = self.ctx.devices[0]
+        peak = dev.peak_flops(self.config.precision.weights)
+        busy = self.busy_time / now if now > 0 else 0.0
+        mfu = self.flops / (now * peak) if now > 0 else 0.0
+        mbu = self.bytes / (now * dev.memory_bandwidth) if now > 0 else 0.0
+        kv = self.state.kv
+        return {
+            "model": self.model.name,
+            "tp": self.config.parallelism.tp,
+            "pp": self.config.parallelism.pp,
+            "weights_GiB_per_device": self.weight_bytes / GiB,
+            "kv_cache_GiB_per_device": self.kv_cache_bytes / GiB,
+            "kv_blocks": kv.total,
+            "kv_peak_blocks_used": kv.peak_used,
+            "kv_peak_usage": kv.peak_used / kv.total if kv.total else 0.0,
+            "steps": self.steps,
+            "max_batch_size": self.max_batch,
+            "tokens_computed": self.tokens_computed,
+            "preemptions": self.state.preemptions,
+            "devices": [
+                {"device": n, "type": dev.name, "busy_fraction": busy, "mfu": mfu, "mbu": mbu}
+                for n in self.ctx.device_names
+            ],
+        }

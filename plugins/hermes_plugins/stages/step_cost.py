@@ -1,0 +1,166 @@
+"""Step cost of a fused prefill/decode batch on one tensor/pipeline-parallel replica.
+
+One engine step runs a batch of prefill chunks (``q`` new tokens on top of ``c`` cached
+tokens) and decodes (one new token on ``c`` cached). Its time on one pipeline stage is::
+
+    linear[T]                          GEMMs, norms, RoPE, residual adds, all-reduces and the
+                                       embedding at the batch's total token count T
+  + L * attn_prefill(F_p, B_p)         one causal flash-attention launch per layer
+  + L * attn_decode(F_d, B_d)          one paged decode-attention launch per layer
+  + head[S]                            final norm + LM head on the S sampled sequences
+
+with ``L`` layers per stage. Attention work aggregates over the batch:
+
+* prefill FLOP ``F_p = 4 * h_q * d * sum_i (q_i c_i + q_i (q_i + 1) / 2)`` (QK^T and PV
+  over the causal triangle, 2 FLOP per MAC), bytes ``B_p = sum_i (c_i + q_i) * kv_tok +
+  2 * sum_i q_i * h_q * d * act`` (K/V once, Q in and O out);
+* decode FLOP ``F_d = 4 * h_q * d * sum_i (c_i + 1)``, bytes ``B_d = sum_i (c_i + 1) *
+  kv_tok + 2 * n * h_q * d * act``,
+
+where ``kv_tok = 2 * h_kv * d * kv_bytes`` per device. With pipeline parallelism the step
+passes all ``pp`` stages in turn plus ``pp - 1`` activation send/recvs; microbatch overlap
+across stages is not modelled (a step's latency, not a pipelined throughput).
+
+``linear`` and ``head`` are tables precomputed once per scenario over every possible T
+and S (numpy, vectorised over the device's pricing methods), so a step evaluation is a few
+table lookups and two roofline evaluations: O(1) in the batch size once its four sums are
+known.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hermes_core import HardwareNode, ModelSpec, Topology, dtype_bytes
+
+
+class StepCostModel:
+    """Prices engine steps for one replica.
+
+    Args:
+        model: the model's architecture.
+        device: one device of the replica (all are identical).
+        tp, pp: tensor- and pipeline-parallel degrees (``tp * pp`` devices).
+        weights, activations, kv_cache: precisions (``"bf16"``, ``"fp8"``, ...).
+        topology, device_names: interconnect and the replica's device node names, in
+            ``[stage0: tp devices][stage1: ...]`` order.
+        max_tokens: largest T to tabulate (max_num_batched_tokens).
+        max_seqs: largest S to tabulate (max_num_seqs).
+
+    Raises ``ValueError`` if the device lacks a precision.
+    """
+
+    def __init__(self, model: ModelSpec, device: HardwareNode, tp: int, pp: int,
+                 weights: str, activations: str, kv_cache: str, topology: Topology,
+                 device_names: list[str], max_tokens: int, max_seqs: int):
+        self.model, self.device, self.tp, self.pp = model, device, tp, pp
+        self.wdt, self.adt = weights, activations
+        act_b = dtype_bytes(activations)
+        device.peak_flops(weights)  # raises for an unsupported precision
+        layers = model.layers
+        self.layers_per_stage = math.ceil(layers / pp)
+        n_moe = len(model.moe_layers)
+        moe_share = n_moe / layers if layers else 0.0
+        T = np.arange(max_tokens + 1)
+        tp_members = device_names[:tp]
+
+        def ops_time(ops, tokens):
+            """(time, flops, bytes) arrays over ``tokens`` for one pass over ``ops``."""
+            t = np.zeros(len(tokens)); fl = np.zeros(len(tokens)); by = np.zeros(len(tokens))
+            for op in ops:
+                if op.kind == "gemm":
+                    t += device.gemm_time(tokens, op.n, op.k, weights)
+                    fl += 2.0 * tokens * op.n * op.k
+                    by += op.n * op.k * dtype_bytes(weights) + tokens * (op.k + op.n) * act_b
+                elif op.kind == "memory":
+                    nb = tokens * op.elems_per_token * act_b
+                    t += device.memory_time(nb)
+                    by += nb
+                elif op.kind == "allreduce":
+                    t += np.where(tokens > 0, topology.allreduce_time(tp_members, tokens * op.elems_per_token * act_b), 0.0)
+                elif op.kind == "moe":
+                    tt, f, b = self._moe(op, tokens, weights, act_b)
+                    t += tt; fl += f; by += b
+            return t, fl, by
+
+        dense_t, dense_f, dense_b = ops_time(model.layer_operators(tp, moe=False), T)
+        if n_moe:
+            moe_t, moe_f, moe_b = ops_time(model.layer_operators(tp, moe=True), T)
+        else:
+            moe_t = moe_f = moe_b = 0.0
+        lps = self.layers_per_stage
+        # A stage holds lps layers, moe_share of them MoE (stages are equal on average).
+        self.linear = lps * ((1 - moe_share) * dense_t + moe_share * moe_t)
+        self.linear_flops = lps * ((1 - moe_share) * dense_f + moe_share * moe_f)
+        self.linear_bytes = lps * ((1 - moe_share) * dense_b + moe_share * moe_b)
+        inputs, outputs = model.head_operators(tp)
+        emb_t, _, emb_b = ops_time(inputs, T)
+        self.linear = self.linear + emb_t
+        self.linear_bytes = self.linear_bytes + emb_b
+        S = np.arange(max_seqs + 1)
+        self.head, self.head_flops, self.head_bytes = ops_time(outputs, S)
+        # pipeline hand-off: activations of T tokens to the next stage
+        if pp > 1:
+            a, b = device_names[0], device_names[tp]
+            self.p2p = np.where(T > 0, topology.p2p_time(a, b, T * model.hidden * act_b), 0.0)
+        else:
+            self.p2p = np.zeros(len(T))
+        # attention constants (per device, per layer)
+        hq = model.heads // tp
+        hkv = max(1, model.kv_heads // tp)
+        d = model.head_dim
+        self.attn_flop_per_pair = 4.0 * hq * d
+        self.kv_tok = 2.0 * hkv * d * dtype_bytes(kv_cache)
+        self.q_bytes = 2.0 * hq * d * act_b
+        self.kv_dtype = kv_cache
+        self.max_tokens, self.max_seqs = max_tokens, max_seqs
+
+    def _moe(self, op, tokens, weights, act_b):
+        """Routed experts: T tokens pick ``top_k`` of ``E`` experts uniformly; the expected
+        number of distinct active experts is ``E (1 - (1 - k/E)^T)`` and each runs its
+        gate/up and down GEMMs on ``T k / active`` tokens (grouped GEMM)."""
+        E, k = op.experts, op.top_k
+        T = np.asarray(tokens, dtype=float)
+        active = E * (1.0 - (1.0 - k / E) ** T)
+        safe = np.maximum(active, 1e-9)
+        m = np.ceil(T * k / safe)
+        dev = self.device
+        per = dev.gemm_time(m, 2 * op.n, op.k, weights) + dev.gemm_time(m, op.k, op.n, weights)
+        t = np.where(T > 0, active * per + dev.memory_time(T * k * 3 * op.n * act_b), 0.0)
+        flops = 2.0 * T * k * 3 * op.n * op.k
+        nbytes = active * 3 * op.n * op.k * dtype_bytes(weights) + T * k * (2 * op.k + 3 * op.n) * act_b
+        return t, flops, nbytes
+
+    def step(self, tokens: int, sampled: int, pf_pairs: float, pf_kv: float, pf_q: int,
+             dec_n: int, dec_kv: float) -> tuple[float, float, float]:
+        """``(seconds, flops, bytes)`` of one step on one device.
+
+        Args:
+            tokens: total new tokens T (prefill chunks + decodes), ``<= max_tokens``.
+            sampled: sequences that sample a token this step (S).
+            pf_pairs: ``sum_i (q_i c_i + q_i (q_i + 1) / 2)`` over prefill chunks.
+            pf_kv: ``sum_i (c_i + q_i)`` over prefill chunks (tokens of K/V read).
+            pf_q: ``sum_i q_i`` over prefill chunks.
+            dec_n: number of decode sequences.
+            dec_kv: ``sum_i (c_i + 1)`` over decodes.
+        """
+        dev = self.device
+        L = self.layers_per_stage
+        fpp = self.attn_flop_per_pair
+        t = self.linear[tokens] + self.head[sampled] / self.pp
+        fl = self.linear_flops[tokens] + self.head_flops[sampled] / self.pp
+        by = self.linear_bytes[tokens] + self.head_bytes[sampled] / self.pp
+        if pf_q:
+            f = fpp * pf_pairs
+            b = pf_kv * self.kv_tok + pf_q * self.q_bytes
+            t += L * float(dev.attention_time(f, b, "prefill", self.adt))
+            fl += L * f; by += L * b
+        if dec_n:
+            f = fpp * dec_kv
+            b = dec_kv * self.kv_tok + dec_n * self.q_bytes
+            t += L * float(dev.attention_time(f, b, "decode", self.adt))
+            fl += L * f; by += L * b
+        total = self.pp * t + (self.pp - 1) * self.p2p[tokens]
+        return float(total), float(fl), float(by)

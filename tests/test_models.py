@@ -1,0 +1,281 @@
+"""The offline model catalog (``hermes_plugins.models``) and what ModelSpec derives from it.
+
+Expected parameter counts are worked out by hand in the comments from each architecture:
+per layer, attention ``h*(heads + 2*kv_heads)*head_dim + heads*head_dim*h`` (Q, K, V, O
+projections, no biases), gated MLP ``3*h*I`` (gate, up, down), two RMSNorm weight vectors
+``2*h``; per model, input embedding plus untied LM head ``2*V*h`` and the final norm ``h``.
+MoE layers replace the MLP with ``E`` experts of ``3*h*I_expert`` plus a router ``h*E``;
+"active" counts only the ``top_k`` routed experts. Qwen3 also has per-head q_norm / k_norm
+weights (``2*head_dim`` per layer, e.g. 9,216 in all for Qwen3-8B); ModelSpec leaves them out,
+which is far below the tolerances used here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import hermes_plugins.models as catalog
+from hermes_core import ConfigError, load_plugins
+from hermes_core.modelspec import ModelSpec
+from hermes_core.plugins import model_path
+
+CATALOG = catalog.CATALOG_DIR
+
+
+def spec(name: str) -> ModelSpec:
+    return ModelSpec.from_file(CATALOG / f"{name}.json", name=name)
+
+
+def assert_close(got: float, want: float, rel: float = 0.005) -> None:
+    assert abs(got - want) <= rel * want, f"got {got:,.0f}, want {want:,.0f} (±{rel:.1%})"
+
+
+# -- discovery and registration ---------------------------------------------------------
+def test_models_plugin_is_discovered_through_its_entry_point(monkeypatch):
+    monkeypatch.setenv("HERMES_LOAD_PLUGINS", "models")
+    monkeypatch.delenv("HERMES_DISABLE_PLUGINS", raising=False)
+    registry = load_plugins()
+    assert registry.names("models") == sorted(catalog.HF_REPOS)
+    comp = registry.get("models", "llama-3.1-70b")
+    assert comp.plugin.name == "models"
+    assert comp.source == "meta-llama/Llama-3.1-70B"
+
+
+def test_every_catalog_file_is_registered_and_every_registration_has_a_file():
+    on_disk = {p.stem for p in CATALOG.glob("*.json")}
+    assert on_disk == set(catalog.HF_REPOS)
+
+
+def test_registered_paths_are_absolute_strings_to_existing_files():
+    registry = load_plugins([("models", catalog)], entry_points=False)
+    for name in registry.names("models"):
+        comp = registry.get("models", name)
+        assert isinstance(comp.obj, str)
+        path = Path(comp.obj)
+        assert path.is_absolute() and path.is_file()
+        assert path.stem == name
+        assert comp.source == catalog.HF_REPOS[name]
+
+
+def test_model_names_resolve_case_insensitively():
+    registry = load_plugins([("models", catalog)], entry_points=False)
+    assert model_path(registry, "Llama-3.1-70B", "clients[0].model") == CATALOG / "llama-3.1-70b.json"
+
+
+def test_sources_table_lists_every_catalog_file():
+    text = (CATALOG / "SOURCES.md").read_text()
+    for name, repo in catalog.HF_REPOS.items():
+        assert f"| {name}.json | {repo} |" in text
+
+
+@pytest.mark.parametrize("name", sorted(catalog.HF_REPOS))
+def test_every_catalog_file_loads(name):
+    s = spec(name)
+    assert s.hidden > 0 and s.layers > 0 and s.vocab > 0
+    assert s.heads % s.kv_heads == 0
+
+
+def test_from_file_names_a_catalog_model_after_its_file():
+    assert ModelSpec.from_file(CATALOG / "qwen3-8b.json").name == "qwen3-8b"
+
+
+# -- parameter counts -------------------------------------------------------------------
+def test_llama_3_1_70b_params():
+    # h=8192, L=80, 64 heads, 8 KV heads, head_dim 128, I=28672, V=128256, untied.
+    # attention: q 8192*8192 = 67,108,864; k+v 2*8192*1024 = 16,777,216;
+    #            o 67,108,864                         -> 150,994,944
+    # MLP 3*8192*28672 = 704,643,072; norms 2*8192 = 16,384
+    # per layer 855,654,400; x80 = 68,452,352,000
+    # embeddings + LM head 2*128256*8192 = 2,101,346,304; final norm 8,192
+    # total 70,553,706,496
+    p = spec("llama-3.1-70b").params()
+    assert_close(p["total"], 70.55e9)
+    assert p["total"] == 70_553_706_496
+    assert p["active"] == p["total"]
+    assert p["embedding"] == 2_101_346_304
+
+
+def test_llama_3_1_8b_params():
+    # h=4096, L=32, 32 heads, 8 KV heads, I=14336, V=128256.
+    # attention 16,777,216 + 8,388,608 + 16,777,216 = 41,943,040
+    # MLP 3*4096*14336 = 176,160,768; norms 8,192 -> per layer 218,112,000; x32 = 6,979,584,000
+    # embeddings 2*128256*4096 = 1,050,673,152; final norm 4,096 -> 8,030,261,248
+    p = spec("llama-3.1-8b").params()
+    assert_close(p["total"], 8.03e9)
+    assert p["total"] == 8_030_261_248
+
+
+def test_llama_3_1_405b_params():
+    # h=16384, L=126, 128 heads, 8 KV heads, I=53248, V=128256.
+    # attention 268,435,456 + 33,554,432 + 268,435,456 = 570,425,344
+    # MLP 3*16384*53248 = 2,617,245,696; norms 32,768 -> per layer 3,187,703,808
+    # x126 = 401,650,679,808; embeddings 2*128256*16384 = 4,202,692,608; final norm 16,384
+    # total 405,853,388,800
+    p = spec("llama-3.1-405b").params()
+    assert_close(p["total"], 405.8e9)
+    assert p["total"] == 405_853_388_800
+
+
+def test_llama_2_7b_params():
+    # h=4096, L=32, 32 heads, 32 KV heads (no GQA), I=11008, V=32000.
+    # attention 4*4096^2 = 67,108,864; MLP 3*4096*11008 = 135,266,304; norms 8,192
+    # per layer 202,383,360; x32 = 6,476,267,520; embeddings 2*32000*4096 = 262,144,000;
+    # final norm 4,096 -> 6,738,415,616
+    p = spec("llama-2-7b").params()
+    assert_close(p["total"], 6.74e9)
+    assert p["total"] == 6_738_415_616
+
+
+def test_llama_2_70b_params():
+    # As Llama-3.1-70B but V=32000: 68,452,352,000 + 2*32000*8192 (524,288,000) + 8,192
+    # = 68,976,648,192
+    p = spec("llama-2-70b").params()
+    assert_close(p["total"], 68.98e9)
+
+
+def test_mixtral_8x7b_params():
+    # h=4096, L=32, 32 heads, 8 KV heads, 8 experts of I=14336, top-2, V=32000.
+    # attention 41,943,040; norms 8,192; expert 3*4096*14336 = 176,160,768; router 4096*8 = 32,768
+    # total per layer 41,943,040 + 8,192 + 8*176,160,768 + 32,768 = 1,451,270,144; x32 =
+    # 46,440,644,608; + embeddings 262,144,000 + final norm 4,096 = 46,702,792,704
+    # active per layer 41,943,040 + 8,192 + 2*176,160,768 + 32,768 = 394,305,536; x32 =
+    # 12,617,777,152; + 262,148,096 = 12,879,925,248
+    p = spec("mixtral-8x7b").params()
+    assert_close(p["total"], 46.7e9)
+    assert_close(p["active"], 12.9e9)
+    assert p["total"] == 46_702_792_704
+    assert p["active"] == 12_879_925_248
+
+
+def test_qwen3_235b_a22b_params():
+    # h=4096, L=94, 64 heads, 4 KV heads, head_dim 128, 128 experts of I=1536, top-8,
+    # V=151936, untied.
+    # attention q 4096*64*128 = 33,554,432; k+v 2*4096*4*128 = 4,194,304; o 33,554,432
+    #           -> 71,303,168; norms 8,192; expert 3*4096*1536 = 18,874,368; router 524,288
+    # total per layer 71,303,168 + 8,192 + 128*18,874,368 + 524,288 = 2,487,754,752; x94 =
+    # 233,848,946,688; + embeddings 2*151936*4096 = 1,244,659,712 + final norm 4,096
+    # = 235,093,610,496 (q/k norms would add 94*256 = 24,064)
+    # active per layer 71,303,168 + 8,192 + 8*18,874,368 + 524,288 = 222,830,592; x94 =
+    # 20,946,075,648; + 1,244,663,808 = 22,190,739,456
+    p = spec("qwen3-235b-a22b").params()
+    assert_close(p["total"], 235e9)
+    assert_close(p["active"], 22.2e9)
+    assert p["total"] == 235_093_610_496
+    assert p["active"] == 22_190_739_456
+
+
+def test_qwen3_8b_params():
+    # h=4096, L=36, 32 heads, 8 KV heads, head_dim 128, I=12288, V=151936, untied.
+    # attention 16,777,216 + 8,388,608 + 16,777,216 = 41,943,040; MLP 3*4096*12288 =
+    # 150,994,944; norms 8,192 -> per layer 192,946,176; x36 = 6,946,062,336
+    # (the model card's 6.95B non-embedding); + embeddings 1,244,659,712 + 4,096
+    # = 8,190,726,144 (model card: 8.2B)
+    p = spec("qwen3-8b").params()
+    assert_close(p["total"], 8.19e9)
+    assert p["total"] - p["embedding"] == 6_946_066_432
+
+
+def test_qwen3_14b_and_32b_params():
+    # 14B: h=5120, L=40, 40 heads, 8 KV, I=17408: attention 5120*(40+16)*128 + 40*128*5120
+    #   = 36,700,160 + 26,214,400 = 62,914,560; MLP 267,386,880; norms 10,240
+    #   -> 330,311,680 x40 = 13,212,467,200; + 2*151936*5120 = 1,555,824,640 + 5,120
+    #   = 14,768,296,960 (model card: 14.8B)
+    # 32B: h=5120, L=64, 64 heads, 8 KV, I=25600: attention 5120*80*128 + 64*128*5120
+    #   = 52,428,800 + 41,943,040 = 94,371,840; MLP 393,216,000; norms 10,240
+    #   -> 487,598,080 x64 = 31,206,277,120; + 1,555,829,760 = 32,762,106,880 (card: 32.8B)
+    assert_close(spec("qwen3-14b").params()["total"], 14.77e9)
+    assert_close(spec("qwen3-32b").params()["total"], 32.76e9)
+
+
+def test_internlm_20b_params():
+    # h=5120, L=60, 40 heads, 40 KV heads, I=13824, V=103168, no biases ("bias": false).
+    # attention 4*5120^2 = 104,857,600; MLP 3*5120*13824 = 212,336,640; norms 10,240
+    # per layer 317,204,480; x60 = 19,032,268,800; + 2*103168*5120 = 1,056,440,320 + 5,120
+    # = 20,088,714,240
+    p = spec("internlm-20b").params()
+    assert_close(p["total"], 20.09e9)
+
+
+# -- KV cache ---------------------------------------------------------------------------
+def test_llama_3_1_70b_kv_bytes_per_token():
+    s = spec("llama-3.1-70b")
+    # K and V * 80 layers * 8 KV heads * 128 * 2 bytes (bf16)
+    assert s.kv_bytes_per_token(2, tp=1) == 2 * 80 * 8 * 128 * 2 == 327_680
+    # tp=8: one KV head per device
+    assert s.kv_bytes_per_token(2, tp=8) == 40_960
+    # pp=2 halves the layers on a device
+    assert s.kv_bytes_per_token(2, tp=8, pp=2) == 20_480
+
+
+def test_kv_heads_are_replicated_when_tp_exceeds_them():
+    s = spec("qwen3-235b-a22b")  # 4 KV heads
+    assert s.kv_bytes_per_token(2, tp=8) == s.kv_bytes_per_token(2, tp=4) == 2 * 94 * 1 * 128 * 2
+
+
+# -- operators --------------------------------------------------------------------------
+def test_llama_3_1_70b_layer_operators_at_tp8():
+    ops = {op.name: op for op in spec("llama-3.1-70b").layer_operators(tp=8)}
+    # 64/8 = 8 query heads and 8/8 = 1 KV head per device: (8 + 2*1) * 128 = 1280
+    assert (ops["qkv_proj"].n, ops["qkv_proj"].k) == (1280, 8192)
+    assert (ops["o_proj"].n, ops["o_proj"].k) == (8192, 1024)
+    assert ops["gate_up_proj"].n == 2 * 28672 // 8 == 7168
+    assert (ops["down_proj"].n, ops["down_proj"].k) == (8192, 3584)
+    assert (ops["attention"].heads, ops["attention"].kv_heads, ops["attention"].head_dim) == (8, 1, 128)
+    assert {"attn_allreduce", "mlp_allreduce"} <= ops.keys()
+
+
+def test_no_allreduce_at_tp1():
+    names = [op.name for op in spec("llama-3.1-8b").layer_operators(tp=1)]
+    assert not any("allreduce" in n for n in names)
+
+
+def test_operator_weights_add_up_to_the_layer_params():
+    # The GEMM weights of one layer, summed over 8 devices, equal attention + MLP weights.
+    s = spec("llama-3.1-70b")
+    per_device = sum(op.n * op.k for op in s.layer_operators(tp=8) if op.kind == "gemm")
+    assert per_device * 8 == 150_994_944 + 704_643_072
+
+
+# -- MoE layout -------------------------------------------------------------------------
+@pytest.mark.parametrize("name, layers, experts, top_k, width", [
+    ("qwen3-235b-a22b", 94, 128, 8, 1536),
+    ("mixtral-8x7b", 32, 8, 2, 14336),
+])
+def test_moe_models_have_moe_in_every_layer(name, layers, experts, top_k, width):
+    s = spec(name)
+    assert s.is_moe
+    assert s.moe_layers == tuple(range(layers))
+    assert (s.num_experts, s.experts_per_token, s.moe_intermediate) == (experts, top_k, width)
+    moe = {op.name: op for op in s.layer_operators(tp=1, moe=True)}["moe_experts"]
+    assert (moe.experts, moe.top_k, moe.n, moe.k) == (experts, top_k, width, s.hidden)
+
+
+def test_dense_models_have_no_moe_layers():
+    for name in ("llama-3.1-70b", "qwen3-32b", "internlm-20b"):
+        assert not spec(name).is_moe and spec(name).moe_layers == ()
+
+
+# -- errors -----------------------------------------------------------------------------
+def _write(tmp_path: Path, cfg: dict) -> Path:
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_multi_head_latent_attention_is_refused(tmp_path):
+    cfg = json.loads((CATALOG / "llama-3.1-8b.json").read_text())
+    cfg["kv_lora_rank"] = 512
+    with pytest.raises(ConfigError, match="kv_lora_rank"):
+        ModelSpec.from_file(_write(tmp_path, cfg))
+
+
+def test_missing_hidden_size_names_the_field_and_the_file(tmp_path):
+    cfg = json.loads((CATALOG / "llama-3.1-8b.json").read_text())
+    del cfg["hidden_size"]
+    path = _write(tmp_path, cfg)
+    with pytest.raises(ConfigError, match="'hidden_size'") as info:
+        ModelSpec.from_file(path)
+    assert str(path) in str(info.value)

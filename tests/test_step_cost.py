@@ -1,0 +1,111 @@
+"""Step costs computed by hand for the tiny model on the ideal toy device.
+
+Toy device: 100 TFLOP/s, 1 TB/s, efficiency 1, no launch cost. Tiny model: hidden 256,
+4 heads x 64, 2 KV heads, MLP 512, vocab 1000, 2 layers; bf16 everywhere (2 bytes).
+Each operator's time is max(FLOP / 1e14, bytes / 1e12).
+"""
+
+import pytest
+
+from hermes_core import ModelSpec, Topology
+from hermes_plugins.stages.step_cost import StepCostModel
+
+from conftest import TINY_MODEL, ToyConfig, ToyDevice
+
+PEAK, BW = 1e14, 1e12
+
+
+def rl(flops, nbytes):
+    return max(flops / PEAK, nbytes / BW)
+
+
+def gemm(T, n, k):
+    # FLOP 2Tnk; bytes: input T*k, weights k*n (2 bytes each), output T*n (2 bytes)
+    return rl(2 * T * n * k, (T * k + k * n) * 2 + T * n * 2)
+
+
+def layer_linear(T):
+    """One layer's token-proportional operators, by hand (bytes = elements * 2)."""
+    t = 0.0
+    t += T * 2 * 256 * 2 / BW            # input norm: read + write hidden
+    t += gemm(T, (4 + 2 * 2) * 64, 256)  # fused QKV: 512 outputs
+    t += T * 2 * (4 + 2) * 64 * 2 / BW   # RoPE on q and k
+    t += gemm(T, 256, 4 * 64)            # o_proj
+    t += T * 3 * 256 * 2 / BW            # residual add: 2 reads + 1 write
+    t += T * 2 * 256 * 2 / BW            # post-attention norm
+    t += gemm(T, 2 * 512, 256)           # gate+up
+    t += T * 3 * 512 * 2 / BW            # SiLU(gate) * up
+    t += gemm(T, 256, 512)               # down
+    t += T * 3 * 256 * 2 / BW            # residual add
+    return t
+
+
+def head(S):
+    return S * 2 * 256 * 2 / BW + gemm(S, 1000, 256)
+
+
+@pytest.fixture
+def cost():
+    spec = ModelSpec.from_hf_config(TINY_MODEL, name="tiny")
+    dev = ToyDevice(ToyConfig())
+    topo = Topology.single_switch(["d0"], 1e11, 0.0)
+    return StepCostModel(spec, dev, 1, 1, "bf16", "bf16", "bf16", topo, ["d0"], 2048, 64)
+
+
+def test_prefill_step_of_one_prompt(cost):
+    T = 1000
+    pairs = T * (T + 1) // 2
+    # attention: 4 FLOP * 4 heads * 64 dims per (query, key) pair; K/V of 1000 tokens
+    # (2 * 2 KV heads * 64 * 2 bytes = 512 B per token) plus Q in and O out (2*4*64*2 B).
+    attn = rl(4 * 4 * 64 * pairs, T * 512 + T * 1024)
+    expected = 2 * (layer_linear(T) + attn) + T * 2 * 256 * 2 / BW + head(1)
+    t, flops, _ = cost.step(T, 1, pairs, T, T, 0, 0)
+    assert t == pytest.approx(expected, rel=1e-12)
+    # FLOP: 2 * T * (all layer weights) + attention + LM head on one token
+    w_layer = 256 * 512 + 256 * 256 + 256 * 1024 + 512 * 256
+    assert flops == pytest.approx(2 * (2 * T * w_layer + 4 * 4 * 64 * pairs) + 2 * 1000 * 256)
+
+
+def test_decode_step_reads_the_kv_cache(cost):
+    ctx = [99, 499]  # cached tokens of two decoding sequences
+    kv = sum(c + 1 for c in ctx)
+    attn = rl(4 * 4 * 64 * kv, kv * 512 + 2 * 1024)
+    expected = 2 * (layer_linear(2) + attn) + 2 * 2 * 256 * 2 / BW + head(2)
+    t, _, nbytes = cost.step(2, 2, 0, 0, 0, 2, kv)
+    assert t == pytest.approx(expected, rel=1e-12)
+    assert nbytes > 2 * kv * 512  # at least the KV cache of both layers was read
+
+
+def test_mixed_step_prices_prefill_and_decode_attention_separately(cost):
+    # one chunk of 100 new tokens on 300 cached, plus one decode on 50 cached
+    q, c = 100, 300
+    pairs = q * c + q * (q + 1) // 2
+    pf = rl(4 * 4 * 64 * pairs, (c + q) * 512 + q * 1024)
+    dec = rl(4 * 4 * 64 * 51, 51 * 512 + 1024)
+    T = q + 1
+    # the chunk does not finish its prompt here: only the decode samples a token
+    expected = 2 * (layer_linear(T) + pf + dec) + T * 2 * 256 * 2 / BW + head(1)
+    t, _, _ = cost.step(T, 1, pairs, c + q, q, 1, 51)
+    assert t == pytest.approx(expected, rel=1e-12)
+
+
+def test_tensor_parallel_adds_two_ring_allreduces_per_layer():
+    spec = ModelSpec.from_hf_config(TINY_MODEL, name="tiny")
+    dev = ToyDevice(ToyConfig())
+    names = ["d0", "d1"]
+    topo = Topology.single_switch(names, 1e11, 1e-6)
+    c1 = StepCostModel(spec, dev, 2, 1, "bf16", "bf16", "bf16", topo, names, 64, 8)
+    T = 10
+    # ring all-reduce over 2 devices: 2*(n-1)/n * bytes / bw + 2*(n-1) * latency, and the
+    # path between two GPUs crosses the switch: two hops of 1 us each.
+    nbytes = T * 256 * 2
+    ar = 2 * 1 / 2 * nbytes / 1e11 + 2 * 1 * 2e-6
+    t_with = c1.linear[T]
+    no_ar = StepCostModel(spec, dev, 2, 1, "bf16", "bf16", "bf16",
+                          Topology.single_switch(names, 1e30, 0.0), names, 64, 8).linear[T]
+    assert t_with - no_ar == pytest.approx(2 * 2 * ar, rel=1e-9)
+
+
+def test_step_cost_table_lookups_are_bounded(cost):
+    with pytest.raises(IndexError):
+        cost.step(5000, 1, 0, 0, 0, 1, 1)
