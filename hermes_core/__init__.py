@@ -6,7 +6,7 @@ The public import surface. Plugins need only these names::
 """
 
 from .api import Result, Scenario, load_scenario, run
-from .engine import Simulator
+from .engine import PRIORITY_ARRIVAL, PRIORITY_COMPLETION, PRIORITY_DEFAULT, Simulator
 from .errors import CapacityError, ConfigError, HermesError, PluginLoadError, UnknownComponentError, WorkloadError
 from .hardware import DTYPE_BYTES, HardwareNode, dtype_bytes, roofline_time
 from .hookspecs import hookimpl, hookspec
@@ -23,6 +23,7 @@ from .workload import Request, Workload, make_rng
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRIORITY_ARRIVAL", "PRIORITY_COMPLETION", "PRIORITY_DEFAULT",
     "Batch", "BatchingPolicy", "BlockManager", "CapacityError", "ConfigError", "DTYPE_BYTES",
     "EngineLimits", "HardwareNode", "HermesError", "MemoryTier", "MetricsCollector", "ModelSpec",
     "Operator", "PluginLoadError", "Registry", "Request", "Result", "Router", "Scenario",

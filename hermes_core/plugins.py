@@ -239,8 +239,11 @@ def format_validation_error(exc: ValidationError, where: str, model: type[BaseMo
             msg = "unknown field"
             if model is not None and len(err["loc"]) == 1:
                 msg += "; allowed: " + ", ".join(sorted(model.model_fields))
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
         got = err.get("input")
-        suffix = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+        quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list))
+        suffix = "" if quiet else f" (got {got!r})"
         lines.append(f"{path}: {msg}{suffix}")
     return "\n".join(lines)
 

@@ -141,7 +141,7 @@ class SchedulerState:
     front, as in vLLM). ``running``: sequences admitted, in admission order.
     """
 
-    __slots__ = ("waiting", "running", "kv", "limits", "preemptions")
+    __slots__ = ("waiting", "running", "kv", "limits", "preemptions", "dropped")
 
     def __init__(self, kv: BlockManager, limits: EngineLimits):
         self.waiting: deque[Sequence] = deque()
@@ -149,6 +149,15 @@ class SchedulerState:
         self.kv = kv
         self.limits = limits
         self.preemptions = 0
+        #: Sequences a policy gave up on, with the reason; the engine reports them.
+        self.dropped: list[Sequence] = []
+
+    def drop(self, seq: Sequence, reason: str) -> None:
+        """Give up on ``seq`` (already removed from ``waiting``/``running`` by the caller):
+        free its blocks and record ``reason`` ("category: details") on its request."""
+        self.kv.release(seq)
+        seq.req.dropped_reason = reason
+        self.dropped.append(seq)
 
     def preempt(self, seq: Sequence) -> None:
         """Preempt ``seq`` by recompute: free its blocks, forget its computed tokens and put

@@ -82,10 +82,18 @@ class ContinuousBatching(BatchingPolicy):
         lim, kv = state.limits, state.kv
         waiting, running = state.waiting, state.running
         budget = lim.max_num_batched_tokens
-        reserve = int(self.config.watermark * kv.total)
+        # the watermark keeps room for running decodes; an empty engine needs none
+        reserve = int(self.config.watermark * kv.total) if running else 0
         while waiting and len(running) < lim.max_num_seqs:
             seq = waiting[0]
             n = seq.num_tokens - seq.num_computed
+            if n > lim.max_num_batched_tokens:
+                # a preempted sequence recomputes prompt + generated tokens in one prefill;
+                # vLLM v0 ignores such a sequence ("prompt too long"), and so do we
+                waiting.popleft()
+                state.drop(seq, f"recompute_exceeds_token_budget: after preemption {n} tokens must be "
+                                f"recomputed at once, more than max_num_batched_tokens={lim.max_num_batched_tokens}")
+                continue
             if n > budget or kv.extra_needed(seq, n) > kv.free - reserve:
                 break
             kv.try_allocate(seq, n)

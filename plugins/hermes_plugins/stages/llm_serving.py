@@ -26,7 +26,7 @@ from hermes_core import (
     BlockManager, CapacityError, ConfigError, EngineLimits, ModelSpec, Request, SchedulerState,
     Sequence, Stage, StageContext, dtype_bytes,
 )
-from hermes_core.engine import PRIORITY_COMPLETION
+from hermes_core.engine import PRIORITY_COMPLETION, PRIORITY_DEFAULT
 from hermes_core.hardware import DTYPE_BYTES
 from hermes_core.plugins import model_path
 
@@ -192,7 +192,10 @@ class LLMServing(Stage):
         self._outstanding += 1
         self.state.waiting.append(Sequence(req))
         if not self._busy:
-            self._step()
+            # wake up after every arrival at this instant, so simultaneous requests are
+            # scheduled together (as vLLM's engine loop picks up all queued requests)
+            self._busy = True
+            self.ctx.sim.schedule(0.0, self._step, priority=PRIORITY_DEFAULT)
 
     def _rejection(self, req: Request) -> str | None:
         total = req.prompt_tokens + req.output_tokens
@@ -212,7 +215,19 @@ class LLMServing(Stage):
 
     # -- engine loop -------------------------------------------------------------------
     def _step(self) -> None:
-        batch = self.policy.schedule(self.state)
+        state = self.state
+        batch = self.policy.schedule(state)
+        while batch is None and not state.running and state.waiting:
+            # Nothing runs and nothing ever will free memory: the head request can never
+            # be scheduled by this policy. Report it rather than stall forever.
+            seq = state.waiting.popleft()
+            state.drop(seq, f"unschedulable: policy '{self.config.batching['type']}' cannot schedule "
+                            f"{seq.num_tokens - seq.num_computed} tokens on an empty engine "
+                            f"({state.kv.total} KV blocks, max_num_batched_tokens={state.limits.max_num_batched_tokens})")
+            self._report_dropped()
+            batch = self.policy.schedule(state)
+        if state.dropped:
+            self._report_dropped()
         if batch is None or not batch.seqs:
             self._busy = False
             return
@@ -278,6 +293,12 @@ class LLMServing(Stage):
                 self._outstanding -= 1
                 self.ctx.on_done(s.req)
         self._step()
+
+    def _report_dropped(self) -> None:
+        dropped, self.state.dropped = self.state.dropped, []
+        for seq in dropped:
+            self._outstanding -= 1
+            self.ctx.on_done(seq.req)
 
     # -- reporting ---------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
