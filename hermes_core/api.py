@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import ScenarioConfig, apply_overrides, load_yaml, parse_scenario
 from .engine import PRIORITY_ARRIVAL, Simulator
-from .errors import ConfigError
+from .errors import ConfigError, HermesError
 from .metrics import MetricsCollector, request_rows, write_requests_csv
 from .plugins import Registry, default_registry
 from .router import Router
@@ -152,7 +152,14 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
     if target not in names:
         raise ConfigError(f"workload.client: unknown client '{target}'; defined: {names}")
     wl_comp, wl_cfg = registry.validate("workloads", wl_spec, "workload")
-    workload: Workload = wl_comp.obj(wl_cfg, rng=make_rng(seed, "workload"), base_dir=scenario.base_dir)
+    try:
+        workload: Workload = wl_comp.obj(wl_cfg, rng=make_rng(seed, "workload"), base_dir=scenario.base_dir)
+    except HermesError as exc:  # name the YAML path: "azure_trace.path: ..." -> "workload.path: ..."
+        msg = str(exc)
+        prefix = f"{wl_comp.name}."
+        if msg.startswith(prefix):
+            raise type(exc)("workload." + msg[len(prefix):]) from None
+        raise
 
     submitted = 0
     clients: dict[str, Client] = {}

@@ -72,10 +72,13 @@ def print_summary(console: Console, s: dict) -> None:
     )
     if "goodput" in s:
         console.print(f"goodput: {s['goodput']['requests_per_s']:.2f} req/s within {s['goodput']['slo']}")
-    for d in s.get("utilisation", [])[:16]:
+    groups: dict[tuple, list[str]] = {}
+    for d in s.get("utilisation", []):
+        key = (d["device"].rsplit("/", 1)[0], d["type"], d["busy_fraction"], d["mfu"], d["mbu"])
+        groups.setdefault(key, []).append(d["device"])
+    for (replica, typ, busy, mfu, mbu), devs in groups.items():
         console.print(
-            f"  {d['device']} ({d['type']}): busy {d['busy_fraction'] * 100:.1f} %, "
-            f"MFU {d['mfu'] * 100:.1f} %, MBU {d['mbu'] * 100:.1f} %"
+            f"{replica}: {len(devs)} x {typ}, each busy {busy * 100:.1f} %, MFU {mfu * 100:.1f} %, MBU {mbu * 100:.1f} %"
         )
 
 
@@ -95,13 +98,14 @@ def run_cmd(scenario, overrides, output_dir, seed, quiet) -> None:
     if quiet:
         result = api.run(sc, seed=seed)
     else:
-        with Progress(TextColumn("[bold]simulating"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} requests"),
-                      TextColumn("t={task.fields[now]:,.0f} s"), TimeElapsedColumn(), console=console,
-                      transient=True) as bar:
-            task = bar.add_task("run", total=None, now=0.0)
+        with Progress(TextColumn("[bold]simulating"), BarColumn(), TextColumn("{task.fields[label]}"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("run", total=None, label="")
 
             def progress(now: float, done: int, expected: int) -> None:
-                bar.update(task, completed=done, total=expected or None, now=now)
+                of = f"/{expected:,}" if expected else ""
+                bar.update(task, completed=done, total=expected or None,
+                           label=f"{done:,}{of} requests done, t={now:,.1f} s simulated")
 
             result = api.run(sc, seed=seed, progress=progress)
     out = result.write(output_dir)

@@ -301,10 +301,9 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginLoadError(
-            f"Error loading hermes plugin {infos[exc.plugin_name].describe() if exc.plugin_name in infos else exc.plugin_name}: "
-            f"{exc}"
-        ) from None
+        name = pm.get_name(exc.plugin) or str(exc.plugin)
+        who = infos[name].describe() if name in infos else f"'{name}'"
+        raise PluginLoadError(f"Error loading hermes plugin {who}: {exc}") from None
 
     registry = Registry()
     for kind, hook_name in _hook_kinds().items():

@@ -114,21 +114,42 @@ class EngineLimits(BaseModel):
 
 
 class Batch:
-    """What one engine step runs: ``seqs[i]`` computes ``num_new[i]`` new tokens."""
+    """What one engine step runs: ``seqs[i]`` computes ``num_new[i]`` new tokens.
 
-    __slots__ = ("seqs", "num_new")
+    :meth:`add` keeps the aggregates a step-cost model needs, so pricing a batch is O(1)
+    whatever its size: ``tokens`` (all new tokens), ``sampled`` (sequences that catch up
+    and sample a token), ``pf_q`` / ``pf_pairs`` / ``pf_kv`` (prefill chunks: new tokens,
+    causal (query, key) pairs ``sum q*c + q(q+1)/2``, K/V tokens read ``sum c+q``) and
+    ``dec_n`` / ``dec_kv`` (decodes: count and K/V tokens read ``sum c+1``), with ``c``
+    the sequence's cached tokens before the step.
+    """
+
+    __slots__ = ("seqs", "num_new", "tokens", "sampled", "pf_q", "pf_pairs", "pf_kv", "dec_n", "dec_kv")
 
     def __init__(self) -> None:
         self.seqs: list[Sequence] = []
         self.num_new: list[int] = []
+        self.tokens = self.sampled = self.pf_q = self.pf_pairs = self.pf_kv = self.dec_n = self.dec_kv = 0
 
     def add(self, seq: Sequence, n: int) -> None:
+        """Schedule ``n`` new tokens of ``seq`` (``1 <= n <= seq.remaining_prefill``)."""
         self.seqs.append(seq)
         self.num_new.append(n)
+        c = seq.num_computed
+        self.tokens += n
+        if c + n == seq.num_tokens:
+            self.sampled += 1
+        if n == 1:
+            self.dec_n += 1
+            self.dec_kv += c + 1
+        else:
+            self.pf_q += n
+            self.pf_pairs += n * c + n * (n + 1) // 2
+            self.pf_kv += c + n
 
     @property
     def num_tokens(self) -> int:
-        return sum(self.num_new)
+        return self.tokens
 
     def __len__(self) -> int:
         return len(self.seqs)

@@ -231,27 +231,14 @@ class LLMServing(Stage):
         if batch is None or not batch.seqs:
             self._busy = False
             return
-        tokens = sampled = pf_q = dec_n = 0
-        pf_pairs = pf_kv = dec_kv = 0
-        for seq, q in zip(batch.seqs, batch.num_new):
-            c = seq.num_computed
-            tokens += q
-            if c + q == seq.num_tokens:
-                sampled += 1
-            if q == 1:
-                dec_n += 1
-                dec_kv += c + 1
-            else:
-                pf_q += q
-                pf_pairs += q * c + q * (q + 1) // 2
-                pf_kv += c + q
-        dt, fl, by = self.cost.step(tokens, sampled, pf_pairs, pf_kv, pf_q, dec_n, dec_kv)
+        b = batch
+        dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv)
         dt += self._overhead
         self.steps += 1
         self.busy_time += dt
         self.flops += fl
         self.bytes += by
-        self.tokens_computed += tokens
+        self.tokens_computed += b.tokens
         if len(batch.seqs) > self.max_batch:
             self.max_batch = len(batch.seqs)
         self._busy = True
