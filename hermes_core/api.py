@@ -72,21 +72,50 @@ class Result:
         return out
 
 
-class Client:
-    """Replicas of one stage behind a router. Counts outstanding requests per replica."""
+class Replica:
+    """One data-parallel copy of a client: a pipeline of stages on its own devices. A
+    request enters the first stage; each stage hands it to the next when done with it; a
+    dropped request leaves the pipeline at once."""
 
-    def __init__(self, name: str, stages: list[Stage], router: Router):
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.stages = stages
-        self.router = router
-        self._outstanding = [0] * len(stages)
-        self._of: dict[int, int] = {}
+        self.stages: list[Stage] = []
+        self.on_done: Callable[[Request], None] = lambda req: None
 
     def submit(self, req: Request) -> None:
-        i = self.router.choose(req, self._outstanding) if len(self.stages) > 1 else 0
+        self.stages[0].submit(req)
+
+    def forward(self, index: int) -> Callable[[Request], None]:
+        """The ``on_done`` callback of stage ``index``."""
+        def done(req: Request) -> None:
+            if req.dropped_reason or index + 1 == len(self.stages):
+                self.on_done(req)
+            else:
+                self.stages[index + 1].submit(req)
+        return done
+
+
+class Client:
+    """Replicas of one stage pipeline behind a router. Counts outstanding requests per
+    replica (submitted, not yet out of the last stage)."""
+
+    def __init__(self, name: str, replicas: list[Replica], router: Router):
+        self.name = name
+        self.replicas = replicas
+        self.router = router
+        self._outstanding = [0] * len(replicas)
+        self._of: dict[int, int] = {}
+
+    @property
+    def stages(self) -> list[Stage]:
+        """Every stage of every replica."""
+        return [s for r in self.replicas for s in r.stages]
+
+    def submit(self, req: Request) -> None:
+        i = self.router.choose(req, self._outstanding) if len(self.replicas) > 1 else 0
         self._outstanding[i] += 1
         self._of[req.id] = i
-        self.stages[i].submit(req)
+        self.replicas[i].submit(req)
 
     def finished(self, req: Request) -> None:
         self._outstanding[self._of.pop(req.id)] -= 1
@@ -95,16 +124,21 @@ class Client:
 def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: MetricsCollector,
                   seed: int, on_done: Callable[[Request], None]) -> Client:
     where = f"clients[{idx}]"
-    stage_comp, stage_cfg = registry.validate("stages", cc.stage, f"{where}.stage")
-    needed = int(getattr(stage_comp.obj, "devices_needed")(stage_cfg)) if hasattr(stage_comp.obj, "devices_needed") else 1
+    specs = [(f"{where}.stage", cc.stage)] if cc.stage is not None else [
+        (f"{where}.stages[{j}]", spec) for j, spec in enumerate(cc.stages or [])
+    ]
+    validated = [(w, *registry.validate("stages", spec, w)) for w, spec in specs]
+    needed = max(int(comp.obj.devices_needed(cfg)) for _, comp, cfg in validated)
     n_dev = cc.num_devices or needed
     if n_dev < needed:
-        raise ConfigError(f"{where}.num_devices: the stage needs {needed} devices, got {n_dev}")
+        raise ConfigError(f"{where}.num_devices: the stages need {needed} devices, got {n_dev}")
     dev_comp, dev_cfg = registry.validate("devices", cc.device, f"{where}.device")
     router = registry.build("routers", cc.router, f"{where}.router")
-    stages = []
+    replicas = []
     for r in range(cc.replicas):
         rname = f"{cc.name}/{r}"
+        replica = Replica(rname)
+        replica.on_done = on_done
         devices = [dev_comp.obj(dev_cfg) for _ in range(n_dev)]
         names = [f"{rname}/dev{j}" for j in range(n_dev)]
         bw = devices[0].link_bandwidth
@@ -113,13 +147,16 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
             bw = cc.interconnect.get("bandwidth_GBps", bw / 1e9) * 1e9
             lat = cc.interconnect.get("latency_us", lat * 1e6) * 1e-6
         topo = Topology.single_switch(names, bw, lat, switch=f"{rname}/switch")
-        ctx = StageContext(
-            sim=sim, name=rname, devices=devices, device_names=names, topology=topo,
-            registry=registry, rng=make_rng(seed, "client", cc.name, str(r)), on_done=on_done,
-            metrics=metrics, where=f"{where}.stage",
-        )
-        stages.append(stage_comp.obj(stage_cfg, ctx))
-    return Client(cc.name, stages, router)
+        for j, (w, comp, cfg) in enumerate(validated):
+            sname = rname if len(validated) == 1 else f"{rname}/{comp.name}{j}"
+            ctx = StageContext(
+                sim=sim, name=sname, devices=devices, device_names=names, topology=topo,
+                registry=registry, rng=make_rng(seed, "client", cc.name, str(r), str(j)),
+                on_done=replica.forward(j), metrics=metrics, where=w,
+            )
+            replica.stages.append(comp.obj(cfg, ctx))
+        replicas.append(replica)
+    return Client(cc.name, replicas, router)
 
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None = None,

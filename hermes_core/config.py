@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import ConfigError
 from .plugins import validate_model
@@ -34,7 +34,8 @@ class SLOConfig(BaseModel):
 
 
 class ClientConfig(BaseModel):
-    """A serving client: ``replicas`` identical copies (data parallelism) of a stage on
+    """A serving client: ``replicas`` identical copies (data parallelism) of a stage
+    (``stage``) or a pipeline of stages (``stages``, e.g. RAG retrieval then LLM serving) on
     its own devices.
 
     ``device`` picks the device type (component spec); ``num_devices`` defaults to what the
@@ -48,8 +49,17 @@ class ClientConfig(BaseModel):
     device: dict[str, Any] = Field(default_factory=lambda: {"type": "gpu"})
     num_devices: int | None = Field(None, ge=1)
     interconnect: dict[str, float] | None = None
-    stage: dict[str, Any]
+    stage: dict[str, Any] | None = None
+    stages: list[dict[str, Any]] | None = None
     router: dict[str, Any] = Field(default_factory=lambda: {"type": "round_robin"})
+
+    @model_validator(mode="after")
+    def _one_pipeline(self) -> ClientConfig:
+        if (self.stage is None) == (self.stages is None):
+            raise ValueError("give exactly one of 'stage' (one stage) or 'stages' (a pipeline, in order)")
+        if self.stages is not None and not self.stages:
+            raise ValueError("'stages' must list at least one stage")
+        return self
 
 
 class ScenarioConfig(BaseModel):

@@ -67,6 +67,16 @@ class Stage(ABC):
         self.config = config
         self.ctx = ctx
 
+    @classmethod
+    def devices_needed(cls, config: BaseModel) -> int:
+        """Devices one replica needs for this stage (default 1). The replica gets the most
+        any of its stages needs; stages of one replica share its devices."""
+        return 1
+
+    def unfinished(self) -> list[Request]:
+        """Requests inside this stage when the run stopped (reported as unfinished)."""
+        return []
+
     @abstractmethod
     def submit(self, request: Request) -> None:
         """Accept ``request`` now (``ctx.sim.now``)."""
