@@ -98,16 +98,26 @@ def run_cmd(scenario, overrides, output_dir, seed, quiet) -> None:
     if quiet:
         result = api.run(sc, seed=seed)
     else:
-        with Progress(TextColumn("[bold]simulating"), BarColumn(), TextColumn("{task.fields[label]}"),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
-            task = bar.add_task("run", total=None, label="")
+        # The bar starts with the first progress report, after the scenario is built, so
+        # that a configuration error prints alone.
+        bar = Progress(TextColumn("[bold]simulating"), BarColumn(), TextColumn("{task.fields[label]}"),
+                       TimeElapsedColumn(), console=console, transient=True)
+        task = None
 
-            def progress(now: float, done: int, expected: int) -> None:
-                of = f"/{expected:,}" if expected else ""
-                bar.update(task, completed=done, total=expected or None,
-                           label=f"{done:,}{of} requests done, t={now:,.1f} s simulated")
+        def progress(now: float, done: int, expected: int) -> None:
+            nonlocal task
+            if task is None:
+                bar.start()
+                task = bar.add_task("run", total=None, label="")
+            of = f"/{expected:,}" if expected else ""
+            bar.update(task, completed=done, total=expected or None,
+                       label=f"{done:,}{of} requests done, t={now:,.1f} s simulated")
 
+        try:
             result = api.run(sc, seed=seed, progress=progress)
+        finally:
+            if task is not None:
+                bar.stop()
     out = result.write(output_dir)
     if not quiet:
         print_summary(Console(), result.summary)

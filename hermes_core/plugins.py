@@ -108,6 +108,13 @@ class Register:
         self._registry._add(self._kind, name, obj, config_model, self._plugin, source)
 
 
+_SINGULAR = {
+    "stages": "stage", "devices": "device", "memory_tiers": "memory tier",
+    "batching_policies": "batching policy", "workloads": "workload", "routers": "router",
+    "models": "model",
+}
+
+
 class Registry:
     """All components, by kind and name. Frozen once plugins are loaded.
 
@@ -171,9 +178,8 @@ class Registry:
             avail = ", ".join(
                 f"'{n}' ({c.plugin.distribution})" for n, c in sorted(self._components[kind].items())
             ) or "none"
-            singular = kind[:-1] if kind.endswith("s") else kind
             raise UnknownComponentError(
-                f"{where}: unknown {singular.replace('_', ' ')} '{name}'. Available: {avail}. "
+                f"{where}: unknown {_SINGULAR[kind]} '{name}'. Available: {avail}. "
                 "Missing a plugin? Run `hermes plugins`."
             ) from None
 
