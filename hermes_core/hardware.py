@@ -59,6 +59,9 @@ class HardwareNode(ABC):
         link_bandwidth: per-direction bandwidth of the device's scale-up link (bytes/s),
             e.g. NVLink to an NVSwitch.
         link_latency: one-hop latency of that link (s).
+        collective_latency: fixed software and synchronisation time of one collective
+            (all-reduce, send/recv) issued by this device (s), added once per collective
+            whatever the message size or member count (0 by default).
         provenance: where the numbers come from (datasheet, measured file).
     """
 
@@ -69,6 +72,7 @@ class HardwareNode(ABC):
     memory_bandwidth: float
     link_bandwidth: float
     link_latency: float
+    collective_latency: float = 0.0
     provenance: str = ""
 
     @abstractmethod
@@ -92,12 +96,19 @@ class HardwareNode(ABC):
         """Time (s) of one memory-bound kernel (norm, activation, residual add, embedding
         gather) moving ``bytes_`` bytes."""
 
+    def _has(self, dtype: str) -> bool:
+        try:
+            self.peak_flops(dtype)
+        except ValueError:
+            return False
+        return True
+
     def describe(self) -> dict:
         """Key figures for reports."""
         return {
             "name": self.name,
             "memory_GiB": self.memory_bytes / 2**30,
             "memory_bandwidth_TBps": self.memory_bandwidth / 1e12,
-            "peak_bf16_TFLOPs": self.peak_flops("bf16") / 1e12,
+            "peak_bf16_TFLOPs": self.peak_flops("bf16") / 1e12 if self._has("bf16") else None,
             "provenance": self.provenance,
         }

@@ -271,11 +271,19 @@ def _entry_points() -> list[metadata.EntryPoint]:
     return sorted(eps, key=lambda ep: (ep.name, ep.value))
 
 
+def _register(pm: pluggy.PluginManager, obj: object, name: str, info: PluginInfo) -> None:
+    try:
+        pm.register(obj, name=name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        raise PluginLoadError(f"Error loading hermes plugin {info.describe()}: {exc}") from None
+
+
 def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool = True) -> Registry:
     """Load plugins and return a frozen :class:`Registry`.
 
-    ``extra`` adds in-process plugins as ``(name, module_or_object)`` pairs (used by tests and
-    by :func:`hermes_core.api.run`'s ``plugins=`` argument). Entry points are filtered by
+    ``extra`` adds in-process plugins as ``(name, module_or_object)`` pairs (tests and
+    notebooks; pass the result to :func:`hermes_core.api.run` as ``registry=``); one that is
+    also installed is loaded once. Entry points are filtered by
     ``HERMES_LOAD_PLUGINS`` / ``HERMES_DISABLE_PLUGINS``.
 
     Raises :class:`PluginLoadError` as ``Error loading hermes plugin 'x' (dist ver): ...``.
@@ -299,11 +307,14 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
                 ) from exc
             if pm.is_registered(obj):
                 continue
-            pm.register(obj, name=ep.name)
+            _register(pm, obj, ep.name, info)
             infos[ep.name] = info
     for name, obj in extra:
-        pm.register(obj, name=name)
-        infos[name] = PluginInfo(name, "<in-process>", "-")
+        if pm.is_registered(obj):  # also installed: the entry point already brought it in
+            continue
+        info = PluginInfo(name, "<in-process>", "-")
+        _register(pm, obj, name, info)
+        infos[name] = info
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

@@ -210,7 +210,10 @@ class BatchingPolicy(ABC):
     work; it mutates ``state`` (admitting sequences from ``waiting`` into ``running``,
     allocating KV blocks, preempting) and returns the :class:`Batch` to run, or ``None`` if
     nothing can run now. It must never exceed ``state.limits`` and must allocate blocks for
-    every token it schedules.
+    every token it schedules. A sequence already added to the batch must not be preempted
+    afterwards (the batch has recorded its cached-token count): preempt from the tail of
+    ``running`` while walking it from the head, as :meth:`SchedulerState.allocate_or_preempt`
+    does.
     """
 
     Config: ClassVar[type[BaseModel]]

@@ -96,10 +96,11 @@ def test_tensor_parallel_adds_two_ring_allreduces_per_layer():
     topo = Topology.single_switch(names, 1e11, 1e-6)
     c1 = StepCostModel(spec, dev, 2, 1, "bf16", "bf16", "bf16", topo, names, 64, 8)
     T = 10
-    # ring all-reduce over 2 devices: 2*(n-1)/n * bytes / bw + 2*(n-1) * latency, and the
-    # path between two GPUs crosses the switch: two hops of 1 us each.
+    # all-reduce over 2 devices: 2*(n-1)/n * bytes / bw + path latency (the path between
+    # two GPUs crosses the switch: two hops of 1 us each); the toy device has no fixed
+    # collective latency.
     nbytes = T * 256 * 2
-    ar = 2 * 1 / 2 * nbytes / 1e11 + 2 * 1 * 2e-6
+    ar = 2 * 1 / 2 * nbytes / 1e11 + 2e-6
     t_with = c1.linear[T]
     no_ar = StepCostModel(spec, dev, 2, 1, "bf16", "bf16", "bf16",
                           Topology.single_switch(names, 1e30, 0.0), names, 64, 8).linear[T]

@@ -79,7 +79,7 @@ class StepCostModel:
                     t += device.memory_time(nb)
                     by += nb
                 elif op.kind == "allreduce":
-                    t += np.where(tokens > 0, topology.allreduce_time(tp_members, tokens * op.elems_per_token * act_b), 0.0)
+                    t += np.where(tokens > 0, topology.allreduce_time(tp_members, tokens * op.elems_per_token * act_b, device.collective_latency), 0.0)
                 elif op.kind == "moe":
                     tt, f, b = self._moe(op, tokens, weights, act_b)
                     t += tt; fl += f; by += b
@@ -104,7 +104,7 @@ class StepCostModel:
         # pipeline hand-off: activations of T tokens to the next stage
         if pp > 1:
             a, b = device_names[0], device_names[tp]
-            self.p2p = np.where(T > 0, topology.p2p_time(a, b, T * model.hidden * act_b), 0.0)
+            self.p2p = np.where(T > 0, topology.p2p_time(a, b, T * model.hidden * act_b, device.collective_latency), 0.0)
         else:
             self.p2p = np.zeros(len(T))
         # attention constants (per device, per layer)

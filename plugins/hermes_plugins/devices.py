@@ -1,0 +1,293 @@
+"""GPU device model: per-operator roofline with measured efficiency factors.
+
+``time = max(FLOP / (peak[dtype] * e_compute), bytes / (HBM bandwidth * e_memory)) + launch``
+per kernel (the GenZ form, arXiv 2406.01698), with three measured refinements:
+
+* GEMMs pay a fixed cost per output tile (prologue/epilogue), counted as ``gemm_k_overhead``
+  extra steps of the k loop, and lose throughput when they have fewer ``tile_m x tile_n``
+  output tiles than SMs: the compute rate is scaled by ``min(1, tiles / SMs) **
+  gemm_occupancy_exponent`` (0: split-K hides idle SMs completely, 1: not at all).
+* Prefill attention does not overlap its Q/K/V/O traffic and the diagonal tiles of the
+  causal mask with its matmuls: ``time = FLOP / (peak * e_c) + bytes / (BW * e_m) + launch``.
+* Decode attention is the plain roofline above.
+
+The exact formulas, fitted values and the error they leave are in
+``docs/performance-model.md``.
+
+Datasheet numbers (peaks are dense, without sparsity):
+
+* A100 SXM4 80GB: NVIDIA A100 datasheet (2021): BF16/FP16 312 TFLOP/s, TF32 156, FP32 19.5,
+  INT8 624 TOP/s; HBM2e 2,039 GB/s; 80 GB; NVLink 3 600 GB/s total (300 GB/s per
+  direction); 108 SMs.
+* H100 SXM5 80GB: NVIDIA H100 datasheet (2023): BF16/FP16 989.4, FP8/INT8 1,978.9, TF32
+  494.7, FP32 66.9 TFLOP/s; HBM3 3.35 TB/s; 80 GB; NVLink 4 900 GB/s total (450 per
+  direction); 132 SMs.
+* H200 SXM 141GB: NVIDIA H200 datasheet (2024): compute as H100 SXM; HBM3e 4.8 TB/s;
+  141 GB; NVLink 900 GB/s total; 132 SMs.
+* B200 (HGX B200): NVIDIA Blackwell datasheet (2024): BF16/FP16 2,250, FP8 4,500, FP4
+  9,000 TFLOP/s dense; HBM3e 8 TB/s; 180 GB; NVLink 5 1.8 TB/s total (900 per direction);
+  148 SMs.
+
+Memory capacity is what the driver reports (nvidia-smi "Total", MiB) where public: A100
+81,920 MiB, H100 81,559 MiB, H200 143,771 MiB; B200 uses the datasheet's 180 GB (10^9).
+Datasheet GB and TB/s are powers of ten; GiB/MiB are powers of two; hermes converts both
+to bytes.
+
+Default efficiencies, the link latency and the link bandwidth efficiency come from a fit on
+measured H100 SXM kernels (vLLM 0.24.0, ai-dynamo/aiconfigurator tables), written to
+``data/efficiency_h100_sxm.json`` by ``benchmarks/fit_gpu_efficiency.py``; see
+``docs/performance-model.md`` for the fit and the error it leaves. The same factors are
+used for the other presets, which have no measured tables yet.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hermes_core import HardwareNode, hookimpl
+from hermes_core.hardware import DTYPE_BYTES
+
+MiB = 2**20
+
+
+class GPUPreset(BaseModel):
+    """Datasheet figures of one GPU model (units in field names). ``link_latency_us``:
+    one-hop latency of the scale-up link; ``None`` takes the fitted default
+    (:func:`fitted_link`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    peak_tflops: dict[str, float]
+    memory_bytes: float
+    memory_bandwidth_GBps: float
+    link_bandwidth_GBps: float
+    link_latency_us: float | None = None
+    num_sms: int
+    provenance: str
+
+
+PRESETS: dict[str, GPUPreset] = {
+    "a100_sxm_80gb": GPUPreset(
+        name="A100-SXM4-80GB",
+        peak_tflops={"bf16": 312, "fp16": 312, "tf32": 156, "fp32": 19.5, "int8": 624},
+        memory_bytes=81920 * MiB, memory_bandwidth_GBps=2039, link_bandwidth_GBps=300,
+        num_sms=108, provenance="NVIDIA A100 Tensor Core GPU datasheet (2021)",
+    ),
+    "h100_sxm": GPUPreset(
+        name="H100-SXM5-80GB",
+        peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9},
+        memory_bytes=81559 * MiB, memory_bandwidth_GBps=3350, link_bandwidth_GBps=450,
+        num_sms=132, provenance="NVIDIA H100 Tensor Core GPU datasheet (2023)",
+    ),
+    "h200_sxm": GPUPreset(
+        name="H200-SXM-141GB",
+        peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9},
+        memory_bytes=143771 * MiB, memory_bandwidth_GBps=4800, link_bandwidth_GBps=450,
+        num_sms=132, provenance="NVIDIA H200 Tensor Core GPU datasheet (2024)",
+    ),
+    "b200": GPUPreset(
+        name="B200-180GB",
+        peak_tflops={"bf16": 2250, "fp16": 2250, "fp8": 4500, "int8": 4500, "fp4": 9000, "tf32": 1100, "fp32": 75},
+        memory_bytes=180e9, memory_bandwidth_GBps=8000, link_bandwidth_GBps=900,
+        num_sms=148, provenance="NVIDIA Blackwell (HGX B200) datasheet (2024)",
+    ),
+}
+ALIASES = {"a100": "a100_sxm_80gb", "h100": "h100_sxm", "h200": "h200_sxm"}
+
+
+class Efficiency(BaseModel):
+    """Efficiency factors in (0, 1] and fixed per-kernel costs (defaults: hand-set values
+    used only when no fit file exists; :func:`fitted_efficiency` gives the measured ones).
+
+    GEMM: ``gemm_compute``/``gemm_memory`` are the fractions of peak FLOP/s and HBM
+    bandwidth reached; ``gemm_k_overhead``: fixed cost per output tile (prologue, epilogue)
+    as extra k-loop steps, so compute is ``2 m n (k + gemm_k_overhead)`` FLOP;
+    ``tile_m``/``tile_n``: output tile that sets the tile count (0 disables the occupancy
+    term); ``gemm_occupancy_exponent``: compute rate scales by ``min(1, tiles/SMs) ** x``.
+    Attention: ``attention_prefill_compute``/``attention_prefill_memory`` and
+    ``attention_decode_compute``/``attention_decode_memory``, likewise, per phase;
+    ``attention_launch_us``: fixed time per attention call (kernel launches, KV-cache write,
+    metadata). ``memory_kernels``: elementwise kernels' share of HBM bandwidth;
+    ``launch_us``: fixed time per GEMM or elementwise kernel.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    gemm_compute: float = Field(0.75, gt=0, le=1)
+    gemm_memory: float = Field(0.8, gt=0, le=1)
+    gemm_k_overhead: float = Field(0.0, ge=0)
+    gemm_occupancy_exponent: float = Field(0.0, ge=0, le=1)
+    tile_m: int = Field(64, ge=0)
+    tile_n: int = Field(128, ge=0)
+    attention_prefill_compute: float = Field(0.6, gt=0, le=1)
+    attention_prefill_memory: float = Field(0.8, gt=0, le=1)
+    attention_decode_compute: float = Field(0.5, gt=0, le=1)
+    attention_decode_memory: float = Field(0.7, gt=0, le=1)
+    attention_launch_us: float = Field(8.0, ge=0)
+    memory_kernels: float = Field(0.7, gt=0, le=1)
+    launch_us: float = Field(4.0, ge=0)
+    source: str = "hermes default"
+
+
+class LinkFit(BaseModel):
+    """Scale-up link defaults for every preset: ``link_latency_us`` (one hop; a device to
+    device path through the NVSwitch is two hops), ``link_bandwidth_efficiency`` (share
+    of the datasheet per-direction bandwidth that all-reduce reaches) and
+    ``collective_latency_us`` (fixed cost of one collective, see
+    :meth:`hermes_core.Topology.allreduce_time`)."""
+
+    model_config = ConfigDict(extra="ignore")
+    link_latency_us: float = Field(0.0, ge=0)
+    link_bandwidth_efficiency: float = Field(1.0, gt=0, le=1)
+    collective_latency_us: float = Field(5.0, ge=0)
+    source: str = "hermes default"
+
+
+@lru_cache(maxsize=None)
+def _fit_file(name: str) -> dict:
+    try:
+        text = (resources.files("hermes_plugins") / "data" / f"efficiency_{name}.json").read_text()
+    except (FileNotFoundError, OSError):
+        return {}
+    return json.loads(text)
+
+
+def fitted_efficiency(name: str = "h100_sxm") -> Efficiency:
+    """Efficiency factors fitted on measured kernels, from ``data/efficiency_<name>.json``
+    (written by ``benchmarks/fit_gpu_efficiency.py``); hermes defaults if absent."""
+    return Efficiency(**_fit_file(name).get("efficiency", {}))
+
+
+def fitted_link(name: str = "h100_sxm") -> LinkFit:
+    """Link latency and bandwidth efficiency fitted on the measured all-reduce table, from
+    the ``"link"`` section of ``data/efficiency_<name>.json``; hermes defaults if absent."""
+    return LinkFit(**_fit_file(name).get("link", {}))
+
+
+class GPUConfig(BaseModel):
+    """``device: {type: gpu, preset: h100_sxm}``, optionally overriding any figure.
+
+    ``preset``: one of a100_sxm_80gb, h100_sxm, h200_sxm, b200 (aliases a100, h100, h200).
+    Overrides: ``memory_GiB``, ``memory_bandwidth_GBps``, ``peak_tflops`` (per dtype),
+    ``link_bandwidth_GBps`` (datasheet per-direction figure), ``link_latency_us`` (one hop),
+    ``link_bandwidth_efficiency`` (the device's ``link_bandwidth`` is the datasheet figure
+    times this; set 1 to use the figure as is), ``collective_latency_us`` (fixed cost of one
+    all-reduce or send/recv), ``efficiency`` (fields of
+    :class:`Efficiency`; unspecified ones keep the fitted defaults).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    preset: str = "h100_sxm"
+    memory_GiB: float | None = Field(None, gt=0)
+    memory_bandwidth_GBps: float | None = Field(None, gt=0)
+    peak_tflops: dict[str, float] | None = None
+    link_bandwidth_GBps: float | None = Field(None, gt=0)
+    link_latency_us: float | None = Field(None, ge=0)
+    link_bandwidth_efficiency: float | None = Field(None, gt=0, le=1)
+    collective_latency_us: float | None = Field(None, ge=0)
+    num_sms: int | None = Field(None, gt=0)
+    efficiency: dict[str, float | int | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_preset(self):
+        key = ALIASES.get(self.preset, self.preset)
+        if key not in PRESETS:
+            raise ValueError(f"unknown preset '{self.preset}'; allowed: {', '.join(sorted(PRESETS))}")
+        self.preset = key
+        if self.peak_tflops:
+            bad = sorted(set(self.peak_tflops) - set(DTYPE_BYTES))
+            if bad:
+                raise ValueError(f"peak_tflops: unknown precision {bad}; allowed: {', '.join(DTYPE_BYTES)}")
+        Efficiency(**{**fitted_efficiency().model_dump(), **self.efficiency})
+        return self
+
+
+class GPU(HardwareNode):
+    """A GPU priced by the roofline above. Built from a :class:`GPUConfig`."""
+
+    Config = GPUConfig
+
+    def __init__(self, config: GPUConfig):
+        p = PRESETS[config.preset]
+        link = fitted_link()
+        self.config = config
+        self.name = p.name
+        self.memory_bytes = config.memory_GiB * 2**30 if config.memory_GiB else p.memory_bytes
+        self.memory_bandwidth = (config.memory_bandwidth_GBps or p.memory_bandwidth_GBps) * 1e9
+        link_eff = config.link_bandwidth_efficiency or link.link_bandwidth_efficiency
+        self.link_bandwidth = (config.link_bandwidth_GBps or p.link_bandwidth_GBps) * 1e9 * link_eff
+        lat_us = next(v for v in (config.link_latency_us, p.link_latency_us, link.link_latency_us) if v is not None)
+        self.link_latency = lat_us * 1e-6
+        coll = config.collective_latency_us if config.collective_latency_us is not None else link.collective_latency_us
+        self.collective_latency = coll * 1e-6
+        self.num_sms = config.num_sms or p.num_sms
+        self._peaks = {k: v * 1e12 for k, v in {**p.peak_tflops, **(config.peak_tflops or {})}.items()}
+        self.eff = Efficiency(**{**fitted_efficiency().model_dump(), **config.efficiency})
+        self.provenance = p.provenance + f"; efficiency: {self.eff.source}; link: {link.source}"
+
+    def peak_flops(self, dtype: str) -> float:
+        try:
+            return self._peaks[dtype]
+        except KeyError:
+            raise ValueError(
+                f"{self.name} has no {dtype} peak; available: {', '.join(sorted(self._peaks))}"
+            ) from None
+
+    def gemm_time(self, m, n: int, k: int, dtype: str):
+        """``max(2 m n (k + k0) / (peak * e_c * occ), bytes / (BW * e_m)) + launch`` with
+        ``occ = min(1, ceil(m/tile_m) ceil(n/tile_n) / SMs) ** gemm_occupancy_exponent`` and
+        ``bytes = (m k + k n) * dtype bytes + m n * 2`` (bf16 output). ``n`` and ``k`` may
+        also be arrays (broadcast with ``m``)."""
+        e = self.eff
+        m = np.asarray(m, dtype=float)
+        n = np.asarray(n, dtype=float)
+        k = np.asarray(k, dtype=float)
+        b = DTYPE_BYTES[dtype]
+        rate = self.peak_flops(dtype) * e.gemm_compute
+        if e.tile_m and e.tile_n and e.gemm_occupancy_exponent:
+            tiles = np.maximum(np.ceil(m / e.tile_m) * np.ceil(n / e.tile_n), 1.0)
+            rate = rate * np.minimum(1.0, tiles / self.num_sms) ** e.gemm_occupancy_exponent
+        flops = 2.0 * m * n * (k + e.gemm_k_overhead)
+        nbytes = (m * k + k * n) * b + m * n * 2.0
+        t = np.maximum(flops / rate, nbytes / (self.memory_bandwidth * e.gemm_memory))
+        return np.where(m > 0, t + e.launch_us * 1e-6, 0.0)
+
+    def attention_time(self, flops, bytes_, phase: str, dtype: str):
+        """Prefill: ``F / (peak * e_c) + B / (BW * e_m) + launch`` (traffic not hidden
+        behind the matmuls); decode: ``max(F / (peak * e_c), B / (BW * e_m)) + launch``."""
+        e = self.eff
+        peak = self._peaks.get(dtype, self._peaks["bf16"])
+        if isinstance(flops, (int, float)) and isinstance(bytes_, (int, float)):
+            # scalar fast path: the step-cost model prices one batch per engine step
+            if flops <= 0:
+                return 0.0
+            bw = self.memory_bandwidth
+            if phase == "prefill":
+                t = flops / (peak * e.attention_prefill_compute) + bytes_ / (bw * e.attention_prefill_memory)
+            else:
+                t = max(flops / (peak * e.attention_decode_compute), bytes_ / (bw * e.attention_decode_memory))
+            return t + e.attention_launch_us * 1e-6
+        flops = np.asarray(flops, dtype=float)
+        nbytes = np.asarray(bytes_, dtype=float)
+        if phase == "prefill":
+            t = (flops / (peak * e.attention_prefill_compute)
+                 + nbytes / (self.memory_bandwidth * e.attention_prefill_memory))
+        else:
+            t = np.maximum(flops / (peak * e.attention_decode_compute),
+                           nbytes / (self.memory_bandwidth * e.attention_decode_memory))
+        return np.where(flops > 0, t + e.attention_launch_us * 1e-6, 0.0)
+
+    def memory_time(self, bytes_):
+        """``bytes / (BW * memory_kernels) + launch``."""
+        b = np.asarray(bytes_, dtype=float)
+        return np.where(b > 0, b / (self.memory_bandwidth * self.eff.memory_kernels) + self.eff.launch_us * 1e-6, 0.0)
+
+
+@hookimpl
+def hermes_register_devices(register):
+    """Register the ``gpu`` device."""
+    register("gpu", GPU)
