@@ -22,6 +22,28 @@ def _fail(exc: Exception) -> None:
 
 
 class _Group(click.Group):
+    """Adds plugin commands (``hermes_register_commands``) on first use and turns
+    :class:`HermesError` into one error line and exit status 2."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not _Group._plugins_added:
+            _Group._plugins_added = True
+            try:
+                default_registry().register_commands(self)
+            except HermesError as exc:
+                _fail(exc)
+
+    def list_commands(self, ctx):
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

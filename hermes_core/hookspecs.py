@@ -86,6 +86,15 @@ def hermes_register_routers(register):
 
 
 @hookspec
+def hermes_register_commands(cli):
+    """Add subcommands to the ``hermes`` command line (a :class:`click.Group`), as
+    ``cli.add_command(my_command)``. Called once, when the CLI starts. Returns nothing.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def hermes_register_models(register):
     """Register model architectures by name (the offline catalog).
 

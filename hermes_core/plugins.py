@@ -157,6 +157,22 @@ class Registry:
         self._components[kind][name] = Component(kind, name, obj, config_model, plugin, source)
         self._plugins.setdefault(plugin.name, plugin)
 
+    def register_commands(self, cli: Any) -> None:
+        """Call every plugin's ``hermes_register_commands(cli)`` hook (the CLI does this
+        once). Raises :class:`PluginLoadError` naming the plugin whose hook failed."""
+        pm = getattr(self, "_pm", None)
+        if pm is None:
+            return
+        for impl in sorted(pm.hook.hermes_register_commands.get_hookimpls(), key=lambda i: i.plugin_name):
+            info = self._plugins.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "unknown", "unknown")
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:  # noqa: BLE001
+                raise PluginLoadError(
+                    f"Error loading hermes plugin {info.describe()}: hermes_register_commands raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
     def freeze(self) -> None:
         """Refuse further registrations."""
         self._frozen = True
@@ -336,7 +352,10 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
                     f"Error loading hermes plugin {info.describe()}: {hook_name} raised "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
+    for info in infos.values():
+        registry._plugins.setdefault(info.name, info)
     registry.freeze()
+    registry._pm = pm
     return registry
 
 
