@@ -110,3 +110,21 @@ def test_tensor_parallel_adds_two_ring_allreduces_per_layer():
 def test_step_cost_table_lookups_are_bounded(cost):
     with pytest.raises(IndexError):
         cost.step(5000, 1, 0, 0, 0, 1, 1)
+
+
+def test_pipeline_parallel_step_passes_every_stage_plus_send_recv():
+    spec = ModelSpec.from_hf_config(TINY_MODEL, name="tiny")
+    dev = ToyDevice(ToyConfig())
+    names = ["s0", "s1"]  # tp=1, pp=2: one layer per stage
+    topo = Topology.single_switch(names, 1e11, 1e-6)
+    c = StepCostModel(spec, dev, 1, 2, "bf16", "bf16", "bf16", topo, names, 2048, 64)
+    assert c.layers_per_stage == 1
+    T = 1000
+    pairs = T * (T + 1) // 2
+    attn = rl(4 * 4 * 64 * pairs, T * 512 + T * 1024)
+    stage = layer_linear(T) + attn  # each stage runs its one layer
+    emb = T * 2 * 256 * 2 / BW  # the first stage gathers embeddings, once
+    # activations of T tokens (hidden 256, bf16) cross one switch path (2 us) once
+    p2p = 2e-6 + T * 256 * 2 / 1e11
+    t, _, _ = c.step(T, 1, pairs, T, T, 0, 0)
+    assert t == pytest.approx(2 * stage + emb + head(1) + p2p, rel=1e-12)

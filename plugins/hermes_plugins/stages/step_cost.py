@@ -9,7 +9,7 @@ tokens) and decodes (one new token on ``c`` cached). Its time on one pipeline st
   + L * attn_decode(F_d, B_d)          one paged decode-attention launch per layer
   + head[S]                            final norm + LM head on the S sampled sequences
 
-with ``L`` layers per stage. Attention work aggregates over the batch:
+with ``L`` layers per stage, plus the embedding gather on the first stage. Attention work aggregates over the batch:
 
 * prefill FLOP ``F_p = 4 * h_q * d * sum_i (q_i c_i + q_i (q_i + 1) / 2)`` (QK^T and PV
   over the causal triangle, 2 FLOP per MAC), bytes ``B_p = sum_i (c_i + q_i) * kv_tok +
@@ -96,9 +96,8 @@ class StepCostModel:
         self.linear_flops = lps * ((1 - moe_share) * dense_f + moe_share * moe_f)
         self.linear_bytes = lps * ((1 - moe_share) * dense_b + moe_share * moe_b)
         inputs, outputs = model.head_operators(tp)
-        emb_t, _, emb_b = ops_time(inputs, T)
-        self.linear = self.linear + emb_t
-        self.linear_bytes = self.linear_bytes + emb_b
+        # embedding (first stage) and final norm + LM head (last stage) run once per step
+        self.embed, _, self.embed_bytes = ops_time(inputs, T)
         S = np.arange(max_seqs + 1)
         self.head, self.head_flops, self.head_bytes = ops_time(outputs, S)
         # pipeline hand-off: activations of T tokens to the next stage
@@ -149,9 +148,9 @@ class StepCostModel:
         dev = self.device
         L = self.layers_per_stage
         fpp = self.attn_flop_per_pair
-        t = self.linear[tokens] + self.head[sampled] / self.pp
-        fl = self.linear_flops[tokens] + self.head_flops[sampled] / self.pp
-        by = self.linear_bytes[tokens] + self.head_bytes[sampled] / self.pp
+        t = self.linear[tokens]
+        fl = self.linear_flops[tokens]
+        by = self.linear_bytes[tokens]
         if pf_q:
             f = fpp * pf_pairs
             b = pf_kv * self.kv_tok + pf_q * self.q_bytes
@@ -162,5 +161,10 @@ class StepCostModel:
             b = dec_kv * self.kv_tok + dec_n * self.q_bytes
             t += L * float(dev.attention_time(f, b, "decode", self.adt))
             fl += L * f; by += L * b
-        total = self.pp * t + (self.pp - 1) * self.p2p[tokens]
+        pp = self.pp
+        total = pp * t + self.embed[tokens] + self.head[sampled] + (pp - 1) * self.p2p[tokens]
+        # per device: each holds 1/pp of the layers, so its share of the work is that
+        # stage's plus an even share of the embedding and head
+        fl += self.head_flops[sampled] / pp
+        by += (self.head_bytes[sampled] + self.embed_bytes[tokens]) / pp
         return float(total), float(fl), float(by)
