@@ -13,7 +13,7 @@ from .hookspecs import hookimpl, hookspec
 from .memory import MemoryTier
 from .metrics import MetricsCollector
 from .modelspec import ModelSpec, Operator
-from .plugins import Registry, default_registry, load_plugins
+from .plugins import Registry, default_registry, load_plugins, model_path
 from .router import Router
 from .scheduler import Batch, BatchingPolicy, BlockManager, EngineLimits, SchedulerState, Sequence
 from .stage import Stage, StageContext
@@ -29,6 +29,6 @@ __all__ = [
     "Operator", "PluginLoadError", "Registry", "Request", "Result", "Router", "Scenario",
     "SchedulerState", "Sequence", "Simulator", "Stage", "StageContext", "Topology",
     "UnknownComponentError", "Workload", "WorkloadError", "default_registry", "dtype_bytes",
-    "hookimpl", "hookspec", "load_plugins", "load_scenario", "make_rng", "roofline_time", "run",
+    "hookimpl", "hookspec", "load_plugins", "load_scenario", "make_rng", "model_path", "roofline_time", "run",
     "__version__",
 ]

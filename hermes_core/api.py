@@ -1,7 +1,7 @@
 """The Python API: load a scenario, run it, read the results.
 
 >>> from hermes_core import api
->>> result = api.run(api.load_scenario("examples/azure_conv_llama70b_tp8.yaml"))  # doctest: +SKIP
+>>> result = api.run(api.load_scenario("examples/azure_conv_llama70b_tp8_h100.yaml"))  # doctest: +SKIP
 >>> result.summary["ttft_ms"]["p99"]  # doctest: +SKIP
 
 The CLI (:mod:`hermes_core.cli`) is a thin layer over these functions.
@@ -122,7 +122,7 @@ class Client:
 
 
 def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: MetricsCollector,
-                  seed: int, on_done: Callable[[Request], None]) -> Client:
+                  seed: int, on_done: Callable[[Request], None], base_dir: Path) -> Client:
     where = f"clients[{idx}]"
     specs = [(f"{where}.stage", cc.stage)] if cc.stage is not None else [
         (f"{where}.stages[{j}]", spec) for j, spec in enumerate(cc.stages or [])
@@ -143,16 +143,18 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
         names = [f"{rname}/dev{j}" for j in range(n_dev)]
         bw = devices[0].link_bandwidth
         lat = devices[0].link_latency
-        if cc.interconnect:
-            bw = cc.interconnect.get("bandwidth_GBps", bw / 1e9) * 1e9
-            lat = cc.interconnect.get("latency_us", lat * 1e6) * 1e-6
+        if cc.interconnect is not None:
+            if cc.interconnect.bandwidth_GBps is not None:
+                bw = cc.interconnect.bandwidth_GBps * 1e9
+            if cc.interconnect.latency_us is not None:
+                lat = cc.interconnect.latency_us * 1e-6
         topo = Topology.single_switch(names, bw, lat, switch=f"{rname}/switch")
         for j, (w, comp, cfg) in enumerate(validated):
             sname = rname if len(validated) == 1 else f"{rname}/{comp.name}{j}"
             ctx = StageContext(
                 sim=sim, name=sname, devices=devices, device_names=names, topology=topo,
                 registry=registry, rng=make_rng(seed, "client", cc.name, str(r), str(j)),
-                on_done=replica.forward(j), metrics=metrics, where=w,
+                on_done=replica.forward(j), metrics=metrics, where=w, base_dir=base_dir,
             )
             replica.stages.append(comp.obj(cfg, ctx))
         replicas.append(replica)
@@ -207,7 +209,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         workload.on_request_done(req)
 
     for i, cc in enumerate(cfg.clients):
-        clients[cc.name] = _build_client(i, cc, sim, registry, metrics, seed, on_done)
+        clients[cc.name] = _build_client(i, cc, sim, registry, metrics, seed, on_done, scenario.base_dir)
 
     def submit(req: Request) -> None:
         nonlocal submitted

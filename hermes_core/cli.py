@@ -115,7 +115,8 @@ def print_summary(console: Console, s: dict) -> None:
 def run_cmd(scenario, overrides, output_dir, seed, quiet) -> None:
     """Simulate SCENARIO (a YAML file; the embedded default when omitted)."""
     path = Path(scenario) if scenario else default_scenario_path()
-    sc = api.load_scenario(path, overrides)
+    # the embedded default lives in the package: resolve --set paths against the cwd
+    sc = api.load_scenario(path, overrides, base_dir=None if scenario else Path.cwd())
     console = Console(stderr=True)
     if quiet:
         result = api.run(sc, seed=seed)

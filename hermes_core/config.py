@@ -33,6 +33,16 @@ class SLOConfig(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+class InterconnectConfig(BaseModel):
+    """Scale-up link figures that replace the device's own (effective values, used as
+    given: no efficiency factor is applied). ``bandwidth_GBps``: per direction, 10^9
+    bytes/s; ``latency_us``: one hop."""
+
+    model_config = ConfigDict(extra="forbid")
+    bandwidth_GBps: float | None = Field(None, gt=0)
+    latency_us: float | None = Field(None, ge=0)
+
+
 class ClientConfig(BaseModel):
     """A serving client: ``replicas`` identical copies (data parallelism) of a stage
     (``stage``) or a pipeline of stages (``stages``, e.g. RAG retrieval then LLM serving) on
@@ -48,7 +58,7 @@ class ClientConfig(BaseModel):
     replicas: int = Field(1, ge=1)
     device: dict[str, Any] = Field(default_factory=lambda: {"type": "gpu"})
     num_devices: int | None = Field(None, ge=1)
-    interconnect: dict[str, float] | None = None
+    interconnect: InterconnectConfig | None = None
     stage: dict[str, Any] | None = None
     stages: list[dict[str, Any]] | None = None
     router: dict[str, Any] = Field(default_factory=lambda: {"type": "round_robin"})

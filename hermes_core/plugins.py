@@ -375,9 +375,14 @@ def plugins_json(registry: Registry) -> str:
     return json.dumps(registry.plugins(), indent=2)
 
 
-def model_path(registry: Registry, name_or_path: str, where: str) -> Path:
-    """Resolve a model name from the catalog, or a path to a ``config.json`` (or its folder)."""
+def model_path(registry: Registry, name_or_path: str, where: str, base_dir: Path | None = None) -> Path:
+    """Resolve a model name from the catalog, or a path to a ``config.json`` (or its folder),
+    relative to ``base_dir`` (default: the current directory). Raises
+    :class:`UnknownComponentError` listing the catalog, or :class:`ConfigError` for a
+    missing file."""
     p = Path(name_or_path).expanduser()
+    if base_dir is not None and not p.is_absolute() and (base_dir / p).exists():
+        p = base_dir / p
     if p.is_dir():
         p = p / "config.json"
     if p.suffix == ".json" or p.exists():

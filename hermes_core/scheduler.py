@@ -227,7 +227,7 @@ class BatchingPolicy(ABC):
         """Why ``req`` can never be scheduled by this policy, or None."""
         if not self.chunks_prefill and req.prompt_tokens > limits.max_num_batched_tokens:
             return (f"prompt of {req.prompt_tokens} tokens exceeds max_num_batched_tokens="
-                    f"{limits.max_num_batched_tokens} and policy '{type(self).__name__}' does not chunk prefills")
+                    f"{limits.max_num_batched_tokens} and the policy does not chunk prefills")
         return None
 
     @abstractmethod

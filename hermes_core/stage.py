@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -37,6 +38,8 @@ class StageContext:
             dropped with ``request.dropped_reason`` set).
         metrics: collector for token-level metrics (inter-token latencies).
         where: YAML path of the stage's config, for error messages.
+        base_dir: folder that relative paths in the stage's config resolve against (the
+            scenario file's folder).
     """
 
     sim: Simulator
@@ -49,6 +52,7 @@ class StageContext:
     on_done: Callable[[Request], None]
     metrics: MetricsCollector
     where: str = "stage"
+    base_dir: Path = field(default_factory=Path.cwd)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,5 +91,7 @@ class Stage(ABC):
         """Requests accepted and not yet finished (routers use this)."""
 
     def report(self) -> dict[str, Any]:
-        """Stage statistics for ``summary.json`` (utilisation, KV usage, ...)."""
+        """Stage statistics for ``summary.json`` (utilisation, KV usage, ...). A
+        ``"devices"`` key, if present, is a list of ``{"device", "type", "busy_fraction",
+        "mfu", "mbu"}`` dicts that also goes into the summary's ``utilisation`` list."""
         return {}

@@ -47,7 +47,7 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hermes_core import HardwareNode, hookimpl
 from hermes_core.hardware import DTYPE_BYTES
@@ -202,7 +202,12 @@ class GPUConfig(BaseModel):
             bad = sorted(set(self.peak_tflops) - set(DTYPE_BYTES))
             if bad:
                 raise ValueError(f"peak_tflops: unknown precision {bad}; allowed: {', '.join(DTYPE_BYTES)}")
-        Efficiency(**{**fitted_efficiency().model_dump(), **self.efficiency})
+        try:
+            Efficiency(**{**fitted_efficiency().model_dump(), **self.efficiency})
+        except ValidationError as exc:
+            from hermes_core.plugins import format_validation_error
+
+            raise ValueError(format_validation_error(exc, "efficiency", Efficiency)) from None
         return self
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hermes_core import (
     BlockManager, CapacityError, ConfigError, EngineLimits, ModelSpec, Request, SchedulerState,
@@ -43,11 +43,12 @@ class Precision(BaseModel):
     activations: str = "bf16"
     kv_cache: str = "bf16"
 
-    def model_post_init(self, _ctx: Any) -> None:
-        for f in ("weights", "activations", "kv_cache"):
-            v = getattr(self, f)
-            if v not in DTYPE_BYTES:
-                raise ValueError(f"{f}: unknown precision '{v}'; allowed: {', '.join(DTYPE_BYTES)}")
+    @field_validator("weights", "activations", "kv_cache")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DTYPE_BYTES:
+            raise ValueError(f"unknown precision '{v}'; allowed: {', '.join(DTYPE_BYTES)}")
+        return v
 
 
 class Parallelism(BaseModel):
@@ -117,7 +118,7 @@ class LLMServing(Stage):
         super().__init__(config, ctx)
         where = ctx.where
         reg = ctx.registry
-        path = model_path(reg, config.model, f"{where}.model")
+        path = model_path(reg, config.model, f"{where}.model", ctx.base_dir)
         comp = None
         for n in reg.names("models"):
             if reg.get("models", n).obj == str(path):
@@ -133,6 +134,11 @@ class LLMServing(Stage):
                 dev.peak_flops(getattr(prec, f))
             except ValueError as exc:
                 raise ConfigError(f"{where}.precision.{f}: {exc}") from None
+        if config.max_model_len and config.max_model_len > self.model.max_position_embeddings:
+            raise ConfigError(
+                f"{where}.max_model_len: {config.max_model_len} exceeds the model's "
+                f"max_position_embeddings ({self.model.max_position_embeddings})"
+            )
         self.max_model_len = config.max_model_len or self.model.max_position_embeddings
         limits = EngineLimits(max_num_seqs=config.max_num_seqs,
                               max_num_batched_tokens=config.max_num_batched_tokens,
@@ -207,7 +213,7 @@ class LLMServing(Stage):
             return (f"kv_cache_too_small: needs {kv.blocks_for(total)} blocks of {kv.block_size} tokens, "
                     f"the cache has {kv.total}")
         why = self.policy.rejection_reason(req, self.state.limits)
-        return f"prompt_exceeds_token_budget: {why}" if why else None
+        return f"prompt_exceeds_token_budget: {why} (policy '{self.config.batching['type']}')" if why else None
 
     def unfinished(self) -> list[Request]:
         """Requests still queued or running (when a run stops at ``max_time_s``)."""
@@ -292,7 +298,9 @@ class LLMServing(Stage):
         now = self.ctx.sim.now
         dev = self.ctx.devices[0]
         peak = dev.peak_flops(self.config.precision.weights)
-        busy = self.busy_time / now if now > 0 else 0.0
+        pp = self.config.parallelism.pp
+        # a device works on its own pipeline stage: 1/pp of each step
+        busy = self.busy_time / pp / now if now > 0 else 0.0
         mfu = self.flops / (now * peak) if now > 0 else 0.0
         mbu = self.bytes / (now * dev.memory_bandwidth) if now > 0 else 0.0
         kv = self.state.kv
@@ -311,6 +319,6 @@ class LLMServing(Stage):
             "preemptions": self.state.preemptions,
             "devices": [
                 {"device": n, "type": dev.name, "busy_fraction": busy, "mfu": mfu, "mbu": mbu}
-                for n in self.ctx.device_names
+                for n in self.ctx.device_names[: self.devices_needed(self.config)]
             ],
         }
