@@ -89,7 +89,24 @@ class HardwareNode(ABC):
     def attention_time(self, flops: np.ndarray, bytes_: np.ndarray, phase: str, dtype: str) -> np.ndarray:
         """Time (s) of one attention kernel launch doing ``flops`` FLOP and moving ``bytes_``
         bytes. ``phase`` is ``"prefill"`` (causal flash attention over new tokens) or
-        ``"decode"`` (one query token per sequence reading its KV cache)."""
+        ``"decode"`` (one query token per sequence reading its KV cache).
+
+        A device whose :attr:`accepts_attention_shape` is True is also called with the batch's
+        shape as keywords (all per device): ``seqs`` (sequences), ``new_tokens`` (query
+        tokens), ``kv_tokens`` (K/V tokens read), ``pairs`` (causal (query, key) pairs,
+        ``sum q_i c_i + q_i (q_i + 1) / 2``; for decode equal to ``kv_tokens``), ``heads``,
+        ``kv_heads``, ``head_dim`` and ``kv_dtype``; a measured-table device uses them to look
+        up kernels by shape."""
+
+    #: Set True to receive the batch shape keywords in :meth:`attention_time`.
+    accepts_attention_shape: ClassVar[bool] = False
+
+    def collective_time(self, op: str, nbytes, members: int, fallback):
+        """Time (s) of collective ``op`` (``"all_reduce"``) of ``nbytes`` bytes over
+        ``members`` devices. ``fallback`` is the topology's estimate (same shape as
+        ``nbytes``); the default returns it. A device with measured collective tables
+        overrides this."""
+        return fallback
 
     @abstractmethod
     def memory_time(self, bytes_: np.ndarray) -> np.ndarray:

@@ -6,7 +6,11 @@ per kernel (the GenZ form, arXiv 2406.01698), with three measured refinements:
 * GEMMs pay a fixed cost per output tile (prologue/epilogue), counted as ``gemm_k_overhead``
   extra steps of the k loop, and lose throughput when they have fewer ``tile_m x tile_n``
   output tiles than SMs: the compute rate is scaled by ``min(1, tiles / SMs) **
-  gemm_occupancy_exponent`` (0: split-K hides idle SMs completely, 1: not at all).
+  gemm_occupancy_exponent`` (0: split-K hides idle SMs completely, 1: not at all). The
+  tensor cores compute whole output tiles (``m`` and ``n`` rounded up to tile multiples),
+  and the ``max`` is a smooth one, ``(compute**p + memory**p) ** (1/p)`` with ``p =
+  gemm_roofline_sharpness``: near the ridge the weight stream and the MMAs do not hide
+  each other completely.
 * Prefill attention does not overlap its Q/K/V/O traffic and the diagonal tiles of the
   causal mask with its matmuls: ``time = FLOP / (peak * e_c) + bytes / (BW * e_m) + launch``.
 * Decode attention is the plain roofline above.
@@ -107,13 +111,17 @@ class Efficiency(BaseModel):
     GEMM: ``gemm_compute``/``gemm_memory`` are the fractions of peak FLOP/s and HBM
     bandwidth reached; ``gemm_k_overhead``: fixed cost per output tile (prologue, epilogue)
     as extra k-loop steps, so compute is ``2 m n (k + gemm_k_overhead)`` FLOP;
-    ``tile_m``/``tile_n``: output tile that sets the tile count (0 disables the occupancy
-    term); ``gemm_occupancy_exponent``: compute rate scales by ``min(1, tiles/SMs) ** x``.
+    ``tile_m``/``tile_n``: output tile that sets the tile count and the padded output the
+    tensor cores compute (0 disables both); ``gemm_occupancy_exponent``: compute rate
+    scales by ``min(1, tiles/SMs) ** x``; ``gemm_roofline_sharpness``: ``p`` of the smooth
+    roofline ``(compute**p + memory**p) ** (1/p)`` (near the ridge neither the HBM stream
+    nor the tensor cores hide the other completely; 0 takes the hard ``max``).
     Attention: ``attention_prefill_compute``/``attention_prefill_memory`` and
     ``attention_decode_compute``/``attention_decode_memory``, likewise, per phase;
     ``attention_launch_us``: fixed time per attention call (kernel launches, KV-cache write,
     metadata). ``memory_kernels``: elementwise kernels' share of HBM bandwidth;
-    ``launch_us``: fixed time per GEMM or elementwise kernel.
+    ``launch_us``: fixed time per GEMM (and elementwise) kernel; ``memory_launch_us``: fixed
+    time per elementwise kernel when it differs from a GEMM's (unset: ``launch_us``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -121,6 +129,7 @@ class Efficiency(BaseModel):
     gemm_memory: float = Field(0.8, gt=0, le=1)
     gemm_k_overhead: float = Field(0.0, ge=0)
     gemm_occupancy_exponent: float = Field(0.0, ge=0, le=1)
+    gemm_roofline_sharpness: float = Field(3.9, ge=0, le=50)
     tile_m: int = Field(64, ge=0)
     tile_n: int = Field(128, ge=0)
     attention_prefill_compute: float = Field(0.6, gt=0, le=1)
@@ -130,6 +139,7 @@ class Efficiency(BaseModel):
     attention_launch_us: float = Field(8.0, ge=0)
     memory_kernels: float = Field(0.7, gt=0, le=1)
     launch_us: float = Field(4.0, ge=0)
+    memory_launch_us: float | None = Field(None, ge=0)
     source: str = "hermes default"
 
 
@@ -190,7 +200,7 @@ class GPUConfig(BaseModel):
     link_bandwidth_efficiency: float | None = Field(None, gt=0, le=1)
     collective_latency_us: float | None = Field(None, ge=0)
     num_sms: int | None = Field(None, gt=0)
-    efficiency: dict[str, float | int | str] = Field(default_factory=dict)
+    efficiency: dict[str, float | int | str | None] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_preset(self):
@@ -243,22 +253,37 @@ class GPU(HardwareNode):
             ) from None
 
     def gemm_time(self, m, n: int, k: int, dtype: str):
-        """``max(2 m n (k + k0) / (peak * e_c * occ), bytes / (BW * e_m)) + launch`` with
-        ``occ = min(1, ceil(m/tile_m) ceil(n/tile_n) / SMs) ** gemm_occupancy_exponent`` and
-        ``bytes = (m k + k n) * dtype bytes + m n * 2`` (bf16 output). ``n`` and ``k`` may
-        also be arrays (broadcast with ``m``)."""
+        """Smooth roofline of one GEMM, ``(compute**p + memory**p) ** (1/p) + launch`` (``p =
+        gemm_roofline_sharpness``; 0 takes ``max(compute, memory)``), with
+
+        * ``compute = 2 M N (k + k0) / (peak * e_c * occ)``: the tensor cores compute whole
+          ``tile_m x tile_n`` output tiles, so ``M = ceil(m/tile_m) tile_m`` and ``N =
+          ceil(n/tile_n) tile_n`` (tile quantisation); ``occ = min(1, tiles / SMs) **
+          gemm_occupancy_exponent``;
+        * ``memory = ((m k + k n) * dtype bytes + m n * 2) / (BW * e_m)`` (16-bit output).
+
+        ``n`` and ``k`` may also be arrays (broadcast with ``m``)."""
         e = self.eff
         m = np.asarray(m, dtype=float)
         n = np.asarray(n, dtype=float)
         k = np.asarray(k, dtype=float)
         b = DTYPE_BYTES[dtype]
         rate = self.peak_flops(dtype) * e.gemm_compute
-        if e.tile_m and e.tile_n and e.gemm_occupancy_exponent:
-            tiles = np.maximum(np.ceil(m / e.tile_m) * np.ceil(n / e.tile_n), 1.0)
-            rate = rate * np.minimum(1.0, tiles / self.num_sms) ** e.gemm_occupancy_exponent
-        flops = 2.0 * m * n * (k + e.gemm_k_overhead)
-        nbytes = (m * k + k * n) * b + m * n * 2.0
-        t = np.maximum(flops / rate, nbytes / (self.memory_bandwidth * e.gemm_memory))
+        mc, nc = m, n
+        if e.tile_m and e.tile_n:
+            tiles_m, tiles_n = np.ceil(m / e.tile_m), np.ceil(n / e.tile_n)
+            mc, nc = tiles_m * e.tile_m, tiles_n * e.tile_n
+            if e.gemm_occupancy_exponent:
+                tiles = np.maximum(tiles_m * tiles_n, 1.0)
+                rate = rate * np.minimum(1.0, tiles / self.num_sms) ** e.gemm_occupancy_exponent
+        compute = 2.0 * mc * nc * (k + e.gemm_k_overhead) / rate
+        memory = ((m * k + k * n) * b + m * n * 2.0) / (self.memory_bandwidth * e.gemm_memory)
+        t = np.maximum(compute, memory)
+        p = e.gemm_roofline_sharpness
+        if p:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(t > 0, np.minimum(compute, memory) / t, 0.0)
+            t = t * (1.0 + ratio**p) ** (1.0 / p)
         return np.where(m > 0, t + e.launch_us * 1e-6, 0.0)
 
     def attention_time(self, flops, bytes_, phase: str, dtype: str):
@@ -287,9 +312,12 @@ class GPU(HardwareNode):
         return np.where(flops > 0, t + e.attention_launch_us * 1e-6, 0.0)
 
     def memory_time(self, bytes_):
-        """``bytes / (BW * memory_kernels) + launch``."""
+        """``bytes / (BW * memory_kernels) + launch`` with ``launch = memory_launch_us``
+        (``launch_us`` when unset)."""
+        e = self.eff
+        launch = e.launch_us if e.memory_launch_us is None else e.memory_launch_us
         b = np.asarray(bytes_, dtype=float)
-        return np.where(b > 0, b / (self.memory_bandwidth * self.eff.memory_kernels) + self.eff.launch_us * 1e-6, 0.0)
+        return np.where(b > 0, b / (self.memory_bandwidth * e.memory_kernels) + launch * 1e-6, 0.0)
 
 
 @hookimpl

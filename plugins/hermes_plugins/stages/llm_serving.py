@@ -69,7 +69,12 @@ class LLMServingConfig(BaseModel):
     ``block_size`` (tokens per KV block, default 16); ``gpu_memory_utilization`` (share of
     device memory the engine may use, default 0.9); ``activation_reserve_GiB`` (memory kept
     for activations per device; default estimated, see :func:`activation_reserve_bytes`);
-    ``step_overhead_us`` (CPU time per engine step added to the device time, default 0);
+    ``step_overhead_us`` (host CPU time per engine step, default 0) and
+    ``seq_overhead_us`` (host time per sequence in the step, default 0): scheduling, input
+    preparation, sampling bookkeeping and output processing; ``overlap_host`` (default
+    false): whether the host prepares the next step while the GPU runs the current one
+    (TensorRT-LLM's and SGLang's overlap schedulers, vLLM's ``--async-scheduling``), so a step
+    lasts ``max(device, host)``, or runs between steps (vLLM V1 default), ``device + host``;
     ``batching`` (policy spec, default ``{type: chunked_prefill}``).
     """
 
@@ -84,6 +89,8 @@ class LLMServingConfig(BaseModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     activation_reserve_GiB: float | None = Field(None, ge=0)
     step_overhead_us: float = Field(0.0, ge=0)
+    seq_overhead_us: float = Field(0.0, ge=0)
+    overlap_host: bool = False
     batching: dict[str, Any] = Field(default_factory=lambda: {"type": "chunked_prefill"})
 
 
@@ -174,6 +181,8 @@ class LLMServing(Stage):
             ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
         )
         self._overhead = config.step_overhead_us * 1e-6
+        self._seq_overhead = config.seq_overhead_us * 1e-6
+        self._overlap = config.overlap_host
         self._busy = False
         self._outstanding = 0
         self.steps = 0
@@ -238,8 +247,10 @@ class LLMServing(Stage):
             self._busy = False
             return
         b = batch
-        dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv)
-        dt += self._overhead
+        dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv,
+                                    len(b.seqs) - b.dec_n)
+        host = self._overhead + self._seq_overhead * len(b.seqs)
+        dt = max(dt, host) if self._overlap else dt + host
         self.steps += 1
         self.busy_time += dt
         self.flops += fl
@@ -317,6 +328,7 @@ class LLMServing(Stage):
             "max_batch_size": self.max_batch,
             "tokens_computed": self.tokens_computed,
             "preemptions": self.state.preemptions,
+            "device": dev.describe(),
             "devices": [
                 {"device": n, "type": dev.name, "busy_fraction": busy, "mfu": mfu, "mbu": mbu}
                 for n in self.ctx.device_names[: self.devices_needed(self.config)]

@@ -79,7 +79,9 @@ class StepCostModel:
                     t += device.memory_time(nb)
                     by += nb
                 elif op.kind == "allreduce":
-                    t += np.where(tokens > 0, topology.allreduce_time(tp_members, tokens * op.elems_per_token * act_b, device.collective_latency), 0.0)
+                    nb = tokens * op.elems_per_token * act_b
+                    est = topology.allreduce_time(tp_members, nb, device.collective_latency)
+                    t += np.where(tokens > 0, device.collective_time("all_reduce", nb, len(tp_members), est), 0.0)
                 elif op.kind == "moe":
                     tt, f, b = self._moe(op, tokens, weights, act_b)
                     t += tt; fl += f; by += b
@@ -114,26 +116,36 @@ class StepCostModel:
         self.kv_tok = 2.0 * hkv * d * dtype_bytes(kv_cache)
         self.q_bytes = 2.0 * hq * d * act_b
         self.kv_dtype = kv_cache
+        # devices priced from measured kernel tables look attention up by shape
+        self._shape = ({"heads": hq, "kv_heads": hkv, "head_dim": d, "kv_dtype": kv_cache}
+                       if getattr(device, "accepts_attention_shape", False) else None)
         self.max_tokens, self.max_seqs = max_tokens, max_seqs
 
     def _moe(self, op, tokens, weights, act_b):
         """Routed experts: T tokens pick ``top_k`` of ``E`` experts uniformly; the expected
         number of distinct active experts is ``E (1 - (1 - k/E)^T)`` and each runs its
-        gate/up and down GEMMs on ``T k / active`` tokens (grouped GEMM)."""
+        gate/up and down GEMMs on ``m = T k / active`` tokens.
+
+        The experts run as one grouped GEMM per projection (vLLM's fused_moe, SGLang's and
+        TensorRT-LLM's grouped kernels): one launch whose tiles of all active experts share
+        the SMs. Its FLOP, weight bytes and tile count are those of one GEMM ``[m, K] x
+        [K, active * N]``, which is how it is priced (launching one GEMM per expert would
+        pay ``active`` launches and each expert's low SM occupancy)."""
         E, k = op.experts, op.top_k
         T = np.asarray(tokens, dtype=float)
         active = E * (1.0 - (1.0 - k / E) ** T)
         safe = np.maximum(active, 1e-9)
         m = np.ceil(T * k / safe)
         dev = self.device
-        per = dev.gemm_time(m, 2 * op.n, op.k, weights) + dev.gemm_time(m, op.k, op.n, weights)
-        t = np.where(T > 0, active * per + dev.memory_time(T * k * 3 * op.n * act_b), 0.0)
+        grouped = (dev.gemm_time(m, safe * 2 * op.n, op.k, weights)
+                   + dev.gemm_time(m, safe * op.k, op.n, weights))
+        t = np.where(T > 0, grouped + dev.memory_time(T * k * 3 * op.n * act_b), 0.0)
         flops = 2.0 * T * k * 3 * op.n * op.k
         nbytes = active * 3 * op.n * op.k * dtype_bytes(weights) + T * k * (2 * op.k + 3 * op.n) * act_b
         return t, flops, nbytes
 
     def step(self, tokens: int, sampled: int, pf_pairs: float, pf_kv: float, pf_q: int,
-             dec_n: int, dec_kv: float) -> tuple[float, float, float]:
+             dec_n: int, dec_kv: float, pf_n: int = 0) -> tuple[float, float, float]:
         """``(seconds, flops, bytes)`` of one step on one device.
 
         Args:
@@ -144,6 +156,8 @@ class StepCostModel:
             pf_q: ``sum_i q_i`` over prefill chunks.
             dec_n: number of decode sequences.
             dec_kv: ``sum_i (c_i + 1)`` over decodes.
+            pf_n: number of prefill chunks (only devices with
+                ``accepts_attention_shape`` use it).
         """
         dev = self.device
         L = self.layers_per_stage
@@ -154,12 +168,20 @@ class StepCostModel:
         if pf_q:
             f = fpp * pf_pairs
             b = pf_kv * self.kv_tok + pf_q * self.q_bytes
-            t += L * float(dev.attention_time(f, b, "prefill", self.adt))
+            if self._shape is None:
+                t += L * float(dev.attention_time(f, b, "prefill", self.adt))
+            else:
+                t += L * float(dev.attention_time(f, b, "prefill", self.adt, seqs=pf_n, new_tokens=pf_q,
+                                                  kv_tokens=pf_kv, pairs=pf_pairs, **self._shape))
             fl += L * f; by += L * b
         if dec_n:
             f = fpp * dec_kv
             b = dec_kv * self.kv_tok + dec_n * self.q_bytes
-            t += L * float(dev.attention_time(f, b, "decode", self.adt))
+            if self._shape is None:
+                t += L * float(dev.attention_time(f, b, "decode", self.adt))
+            else:
+                t += L * float(dev.attention_time(f, b, "decode", self.adt, seqs=dec_n, new_tokens=dec_n,
+                                                  kv_tokens=dec_kv, pairs=dec_kv, **self._shape))
             fl += L * f; by += L * b
         pp = self.pp
         total = pp * t + self.embed[tokens] + self.head[sampled] + (pp - 1) * self.p2p[tokens]

@@ -1,0 +1,651 @@
+"""``hermes validate serving``: simulate measured serving benchmarks and compare TTFT and TPOT.
+
+Format ``aiconfigurator-silicon``: the CSV NVIDIA's aiconfigurator keeps of measured serving
+points (ai-dynamo/aiconfigurator @ 095f58a5 :
+``aic-core/src/aiconfigurator_core/systems/silicon_sample.csv``, Apache-2.0). Each row is one
+closed-loop benchmark: ``batch_size`` clients, each sending a prompt of ``isl`` tokens for
+``osl`` output tokens and the next one as soon as it finishes, against one engine
+(``backend`` vLLM, SGLang or TensorRT-LLM) serving ``model_path`` on ``system`` with
+``tp_size`` x ``pp_size`` GPUs, aggregated (``mode=agg``) or prefill-decode disaggregated
+(``mode=disagg``). The measured ``silicon_ttft_ms`` and ``silicon_tpot_ms`` are means over
+the benchmark's requests: aiconfigurator benchmarks with ``aiperf profile --concurrency C
+--num-requests 20C --warmup-request-count 2C --extra-inputs ignore_eos:true --streaming``
+(its ``generator/config/backend_templates/benchmark/bench_run.sh.j2``) and compares its
+mean-field estimates with these numbers; aiperf's TPOT (inter-token latency) is, like
+vLLM's ``benchmark_serving`` ``mean_tpot_ms``, ``(latency - ttft) / (output tokens - 1)``
+per request, averaged over requests. hermes computes both the same way.
+
+For every row hermes can model, :func:`scenario_for` builds a scenario (a ``closed_loop``
+workload on one ``llm_serving`` replica, the engine limits of :data:`ENGINES`), runs it and
+compares the mean TTFT and TPOT of the requests after the warm-up. Every other row is kept
+with the reason (:func:`unsupported_reason`) and reported; none is skipped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hermes_core import CapacityError, ConfigError, HermesError, ModelSpec
+from hermes_core import api
+
+from ..models import catalog_path
+from .report import ape, ape_summary, print_summary, write_rows
+
+#: Formats ``--format`` accepts.
+FORMATS = ("aiconfigurator-silicon",)
+
+#: Columns a row must have (others are ignored). ``attention_dp_size`` may be empty (= 1).
+REQUIRED_COLUMNS = (
+    "id", "backend", "model_path", "system", "precision", "mode", "isl", "osl",
+    "gemm_quant_mode", "moe_quant_mode", "batch_size", "tp_size", "pp_size",
+    "attention_dp_size", "moe_tp_size", "moe_ep_size", "silicon_ttft_ms", "silicon_tpot_ms",
+)
+
+#: Group columns of the report.
+GROUPS = ("model", "backend", "system")
+
+#: Hugging Face ``model_path`` -> hermes catalog name. Checkpoints of one architecture map
+#: to the same entry; their quantization comes from the row's ``gemm_quant_mode``.
+MODELS: dict[str, str] = {
+    "meta-llama/Llama-3.1-8B": "llama-3.1-8b",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
+    "meta-llama/Meta-Llama-3.1-8B-Instruct": "llama-3.1-8b",
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
+    "meta-llama/Llama-3.1-70B": "llama-3.1-70b",
+    "meta-llama/Llama-3.1-70B-Instruct": "llama-3.1-70b",
+    "meta-llama/Meta-Llama-3.1-70B-Instruct": "llama-3.1-70b",
+    "nvidia/Llama-3.1-70B-Instruct-FP8": "llama-3.1-70b",
+    "meta-llama/Llama-3.1-405B": "llama-3.1-405b",
+    "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b",
+    "nvidia/Llama-3.1-405B-Instruct-FP8": "llama-3.1-405b",
+    "Qwen/Qwen3-8B": "qwen3-8b",
+    "Qwen/Qwen3-8B-FP8": "qwen3-8b",
+    "Qwen/Qwen3-14B": "qwen3-14b",
+    "Qwen/Qwen3-14B-FP8": "qwen3-14b",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "Qwen/Qwen3-32B-FP8": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b",
+}
+
+#: Why models that are not in the catalog cannot simply be added to it.
+UNSUPPORTED_MODELS: dict[str, str] = {
+    "deepseek-ai/DeepSeek-V3": "multi-head latent attention (MLA) is not modelled",
+    "deepseek-ai/DeepSeek-R1": "multi-head latent attention (MLA) is not modelled",
+    "moonshotai/Kimi-K2.5": "multi-head latent attention (MLA) is not modelled",
+    "zhipuai/GLM-5": "multi-head latent attention with DeepSeek sparse attention is not modelled",
+    "Qwen/Qwen3.5-397B-A17B": "hybrid linear attention (Gated DeltaNet layers) is not modelled",
+    "openai/gpt-oss-120b": "sliding-window attention with attention sinks and MXFP4 experts are not modelled",
+    "MiniMaxAI/MiniMax-M2.5": "no config.json of this model in the hermes catalog yet "
+                              "(its GQA + 256-expert top-8 MoE architecture is supported)",
+}
+
+#: aiconfigurator ``system`` -> hermes ``gpu`` preset.
+SYSTEMS: dict[str, str] = {
+    "h100_sxm": "h100_sxm",
+    "h200_sxm": "h200_sxm",
+    "a100_sxm": "a100_sxm_80gb",
+    "b200_sxm": "b200",
+}
+
+#: ``gemm_quant_mode`` -> hermes weight precision. The attention core computes in bf16.
+GEMM_PRECISION: dict[str, str] = {
+    "": "bf16", "bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_block": "fp8",
+    "fp8_static": "fp8",
+}
+
+#: ``--kv-cache-dtype`` choices. ``auto`` is each backend's own default,
+#: ``kv_cache_dtype=auto``, applied to the row's checkpoint, since the rows do not say:
+#: vLLM and SGLang keep the KV cache in the model's 16-bit dtype even for FP8 checkpoints
+#: (an FP8 cache needs ``--kv-cache-dtype fp8``); TensorRT-LLM serves FP8 only from
+#: pre-quantized (ModelOpt) checkpoints and takes their ``kv_cache_quant_algo``, FP8 for
+#: the FP8 checkpoints NVIDIA publishes. The measured decode slopes agree: on
+#: Llama-3.1-70B TP1 (1024/8192), each extra client adds 0.17-0.26 ms to TensorRT-LLM's TPOT
+#: (an FP8 cache of its ~5k-token context reads in 0.21 ms) but 0.4-0.66 ms to vLLM's (bf16:
+#: 0.42 ms).
+KV_CACHE_DTYPES = ("auto", "bf16", "fp8")
+
+
+def kv_cache_dtype(backend: str, weights: str, choice: str = "auto") -> str:
+    """The KV-cache precision of a ``backend`` row with ``weights`` precision."""
+    if choice != "auto":
+        return choice
+    return "fp8" if backend == "trtllm" and weights == "fp8" else "bf16"
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """What hermes assumes of one backend's engine. ``max_num_batched_tokens`` is the token
+    budget of one step under each ``--engine-limits`` choice: ``defaults`` (the engine's
+    own default on an H200) and ``aiconfigurator`` (a function of ``(batch_size, isl)``,
+    the limit aiconfigurator's generator writes into the deployments it benchmarks).
+    Host time per step comes from :data:`HOST_TIME`. ``source`` says where each figure
+    comes from."""
+
+    default_max_num_batched_tokens: int
+    aiconfigurator_max_num_batched_tokens: Callable[[int, int], int]
+    max_num_seqs: int
+    gpu_memory_utilization: float
+    batching: dict[str, Any] = field(default_factory=lambda: {"type": "chunked_prefill"})
+    source: str = ""
+
+    def max_num_batched_tokens(self, limits: str, batch_size: int, isl: int) -> int:
+        if limits == "defaults":
+            return self.default_max_num_batched_tokens
+        return self.aiconfigurator_max_num_batched_tokens(batch_size, isl)
+
+
+#: ``--engine-limits`` choices.
+ENGINE_LIMITS = ("aiconfigurator", "defaults")
+
+#: Host time per engine step, ``step_overhead_us + seq_overhead_us * sequences``, and
+#: whether the engine overlaps it with the GPU (``overlap_host``). Identified per backend on
+#: the Llama-3.1-70B TP8 1024/8192 rows (6 TensorRT-LLM, 5 vLLM points, concurrency
+#: 4-128): there the GPU's decode step is shortest (6-12 ms) and prefill is under 3 % of
+#: the work, so what the measured TPOT adds to hermes's decode step is host time. Fit
+#: (mean |log error|) of ``max(gpu, host)`` (TensorRT-LLM: its overlap scheduler prepares
+#: step k+1 while the GPU runs step k) and of ``gpu + host`` (vLLM V1 without
+#: ``--async-scheduling``: schedule, input preparation and output processing run between
+#: GPU steps): TensorRT-LLM 5.9 ms + 115 us per sequence (within 1.1 % on all six),
+#: vLLM 1.45 ms + 46 us per sequence (within 6.3 %). Every other row is a test of it.
+HOST_TIME: dict[str, tuple[float, float, bool]] = {
+    "vllm": (1450.0, 46.0, False),
+    "trtllm": (5900.0, 115.0, True),
+    # SGLang's overlap scheduler hides its host time too; no SGLang row isolates it
+    # (no small-GPU-time configuration), so none is assumed.
+    "sglang": (0.0, 0.0, True),
+}
+
+#: Engine profiles per backend (see ``docs/performance-model.md``, "Serving validation").
+ENGINES: dict[str, EngineProfile] = {
+    "vllm": EngineProfile(
+        default_max_num_batched_tokens=8192,
+        aiconfigurator_max_num_batched_tokens=lambda b, isl: b + isl + 1500,
+        max_num_seqs=1024, gpu_memory_utilization=0.9,
+        source="defaults: vLLM V1 EngineArgs for the OpenAI server on GPUs with >= 70 GiB "
+               "(max_num_batched_tokens 8192, max_num_seqs 1024), gpu_memory_utilization 0.9; "
+               "aiconfigurator: generator/rule_plugin/vllm.rule, agg max_num_tokens = "
+               "batch_size + isl + 1500; chunked prefill, decodes first",
+    ),
+    "sglang": EngineProfile(
+        default_max_num_batched_tokens=8192,
+        aiconfigurator_max_num_batched_tokens=lambda b, isl: min(isl + 1500, 8192) + b,
+        max_num_seqs=1024, gpu_memory_utilization=0.9,
+        source="defaults: SGLang ServerArgs on an H200 (80-160 GB): chunked_prefill_size 8192, "
+               "max_running_requests bounded by the KV pool, mem_fraction_static "
+               "(141 - 12 - tp/2) / 141 ~ 0.9, overlap scheduler; aiconfigurator: "
+               "generator/rule_plugin/sglang.rule, max_prefill_tokens = isl + 1500 (within "
+               "chunked_prefill_size) and enable_mixed_chunk (prefill chunks share a step "
+               "with the running decodes)",
+    ),
+    "trtllm": EngineProfile(
+        default_max_num_batched_tokens=8192,
+        aiconfigurator_max_num_batched_tokens=lambda b, isl: -(-(b + isl + 500) // 32) * 32,
+        max_num_seqs=2048, gpu_memory_utilization=0.9,
+        source="defaults: TensorRT-LLM LLM API (max_num_tokens 8192, max_batch_size 2048, KV "
+               "cache 0.9 of free memory, overlap scheduler); aiconfigurator: "
+               "generator/rule_plugin/trtllm.rule, agg max_num_tokens = batch_size + isl + 500 "
+               "rounded up to 32; in-flight batching of context and generation requests",
+    ),
+}
+
+
+def _num(value: str) -> float | None:
+    """A numeric cell, or ``None`` for an empty one (raises ``ValueError`` otherwise)."""
+    value = value.strip()
+    if value == "":
+        return None
+    return float(value)
+
+
+@dataclass
+class Point:
+    """One row of the file, parsed."""
+
+    line: int
+    raw: dict[str, str]
+    id: str
+    backend: str
+    model_path: str
+    system: str
+    mode: str
+    isl: int
+    osl: int
+    gemm_quant_mode: str
+    batch_size: int | None
+    tp: int | None
+    pp: int | None
+    attention_dp: int | None
+    moe_tp: int | None
+    moe_ep: int | None
+    ttft_ms: float
+    tpot_ms: float
+
+
+def _int(x: float | None) -> int | None:
+    return None if x is None else int(round(x))
+
+
+def read_points(path: Path) -> list[Point]:
+    """Parse an aiconfigurator silicon CSV. Raises :class:`ConfigError` naming the file (and
+    line and column for a bad cell) when the file is missing, is not this format, lacks a
+    column or holds a non-numeric number."""
+    try:
+        fh = open(path, newline="")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    with fh:
+        try:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text CSV file (format aiconfigurator-silicon)") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise ConfigError(
+                f"{path}: column '{missing[0]}' is missing (format aiconfigurator-silicon needs "
+                f"{', '.join(REQUIRED_COLUMNS)}; the file has {', '.join(header) or 'no header'})"
+            )
+        points = []
+        try:
+            for row in reader:
+                points.append(_parse(path, reader.line_num, row))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text CSV file (format aiconfigurator-silicon)") from None
+    if not points:
+        raise ConfigError(f"{path}: no data rows")
+    return points
+
+
+def _parse(path: Path, line: int, row: dict[str, str | None]) -> Point:
+    cells = {k: (v or "") for k, v in row.items() if k is not None}
+
+    def num(col: str, required: bool = True, positive: bool = True) -> float | None:
+        try:
+            v = _num(cells[col])
+        except ValueError:
+            raise ConfigError(f"{path}:{line}: column '{col}': not a number ({cells[col]!r})") from None
+        if v is None and required:
+            raise ConfigError(f"{path}:{line}: column '{col}' is empty")
+        if v is not None and (not math.isfinite(v) or (positive and v <= 0)):
+            raise ConfigError(f"{path}:{line}: column '{col}': must be a positive number (got {cells[col]})")
+        return v
+
+    return Point(
+        line=line, raw=cells, id=cells["id"], backend=cells["backend"].strip().lower(),
+        model_path=cells["model_path"].strip(), system=cells["system"].strip().lower(),
+        mode=cells["mode"].strip().lower(), isl=_int(num("isl")), osl=_int(num("osl")),
+        gemm_quant_mode=cells["gemm_quant_mode"].strip().lower(),
+        batch_size=_int(num("batch_size", required=False)), tp=_int(num("tp_size", required=False)),
+        pp=_int(num("pp_size", required=False)),
+        attention_dp=_int(num("attention_dp_size", required=False)),
+        moe_tp=_int(num("moe_tp_size", required=False)), moe_ep=_int(num("moe_ep_size", required=False)),
+        ttft_ms=num("silicon_ttft_ms"), tpot_ms=num("silicon_tpot_ms"),
+    )
+
+
+def parse_filters(path: Path, filters: Sequence[str], columns: Iterable[str]) -> list[tuple[str, str]]:
+    """``["backend=vllm", ...]`` -> ``[("backend", "vllm"), ...]``; the column must exist."""
+    cols = set(columns)
+    out = []
+    for f in filters:
+        col, sep, value = f.partition("=")
+        col = col.strip()
+        if not sep or not col:
+            raise ConfigError(f"--filter {f!r}: expected COLUMN=VALUE")
+        if col not in cols:
+            raise ConfigError(f"--filter {f!r}: {path} has no column '{col}'; columns: {', '.join(sorted(cols))}")
+        out.append((col, value.strip()))
+    return out
+
+
+def _matches(p: Point, filters: Sequence[tuple[str, str]]) -> bool:
+    for col, value in filters:
+        cell = p.raw.get(col, "").strip()
+        if cell == value:
+            continue
+        try:  # numeric cells compare as numbers: tp_size=8 matches "8.0"
+            if float(cell) == float(value):
+                continue
+        except ValueError:
+            pass
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def _spec(catalog_name: str) -> ModelSpec:
+    return ModelSpec.from_file(catalog_path(catalog_name))
+
+
+def _is_moe(catalog_name: str) -> bool:
+    return _spec(catalog_name).is_moe
+
+
+def unsupported_reason(p: Point) -> str | None:
+    """Why hermes cannot simulate this row yet, or ``None`` if it can."""
+    if p.mode != "agg":
+        if p.mode == "disagg":
+            return "disaggregated serving (mode=disagg): prefill-decode disaggregation is not modelled yet"
+        return f"unknown mode '{p.mode}'"
+    if p.system not in SYSTEMS:
+        return f"system '{p.system}' has no hermes GPU preset"
+    if p.backend not in ENGINES:
+        return f"backend '{p.backend}' has no engine profile (known: {', '.join(sorted(ENGINES))})"
+    if p.model_path not in MODELS:
+        why = UNSUPPORTED_MODELS.get(p.model_path, "not in the hermes model catalog")
+        return f"model {p.model_path}: {why}"
+    if p.gemm_quant_mode not in GEMM_PRECISION:
+        return f"GEMM quantization '{p.gemm_quant_mode}' is not modelled"
+    if p.batch_size is None or p.tp is None:
+        return "batch_size or tp_size is empty"
+    dp = p.attention_dp or 1
+    if dp > 1:
+        return f"attention data parallelism (attention_dp_size={dp}) is not modelled"
+    if not _is_moe(MODELS[p.model_path]):
+        return None  # the moe_* columns do not apply to a dense model
+    if (p.moe_ep or 1) > 1:
+        return f"expert parallelism (moe_ep_size={p.moe_ep}) is not modelled"
+    moe = (p.moe_tp or 1) * (p.moe_ep or 1)
+    if moe != p.tp * dp:
+        return (f"inconsistent parallelism: tp_size x attention_dp_size = {p.tp * dp} GPUs for attention "
+                f"but moe_tp_size x moe_ep_size = {moe} for the MLP")
+    return None
+
+
+def default_requests(concurrency: int) -> tuple[int, int]:
+    """``(num_requests, warmup_requests)`` for a point: three rounds of ``concurrency``
+    requests, at least 16 requests; the warm-up (:func:`warmup_for`) is the first round, or
+    the first two when the 16-request minimum makes four rounds or more. The first round
+    starts as one burst, which no later round repeats; the rounds after the warm-up are the
+    measured steady state."""
+    n = max(3 * concurrency, 16)
+    return n, warmup_for(concurrency, n)
+
+
+def warmup_for(concurrency: int, num_requests: int) -> int:
+    """Warm-up requests (not measured) of a point simulated with ``num_requests``: two rounds
+    as the measured benchmarks had (aiperf ``--warmup-request-count 2C``) when at least four
+    rounds are simulated, else one round, and never more than half the requests."""
+    rounds = 2 if num_requests >= 4 * concurrency else 1
+    return min(rounds * concurrency, num_requests // 2)
+
+
+def scenario_for(p: Point, num_requests: int | None = None, limits: str = "aiconfigurator",
+                 kv: str = "auto") -> tuple[dict[str, Any], int]:
+    """``(scenario dict, warm-up requests)`` for a supported row, with the engine limits
+    ``limits`` (one of :data:`ENGINE_LIMITS`) and KV-cache dtype ``kv`` (one of
+    :data:`KV_CACHE_DTYPES`)."""
+    eng = ENGINES[p.backend]
+    C = p.batch_size
+    n, warm = default_requests(C)
+    if num_requests is not None:
+        n, warm = num_requests, warmup_for(C, num_requests)
+    weights = GEMM_PRECISION[p.gemm_quant_mode]
+    return {
+        "name": f"{p.id}",
+        "seed": 0,
+        "workload": {"type": "closed_loop", "concurrency": C, "isl": p.isl, "osl": p.osl,
+                     "num_requests": n, "warmup_requests": warm},
+        "clients": [{
+            "name": "engine",
+            "device": {"type": "gpu", "preset": SYSTEMS[p.system]},
+            "stage": {
+                "type": "llm_serving",
+                "model": MODELS[p.model_path],
+                "precision": {"weights": weights, "activations": "bf16",
+                              "kv_cache": kv_cache_dtype(p.backend, weights, kv)},
+                "parallelism": {"tp": p.tp, "pp": p.pp or 1},
+                "max_num_seqs": max(eng.max_num_seqs, C),
+                "max_num_batched_tokens": eng.max_num_batched_tokens(limits, C, p.isl),
+                # aiconfigurator's generated configs: max_model_len = isl + osl + 1500
+                "max_model_len": min(p.isl + p.osl + 1500,
+                                     _spec(MODELS[p.model_path]).max_position_embeddings),
+                "gpu_memory_utilization": eng.gpu_memory_utilization,
+                "step_overhead_us": HOST_TIME[p.backend][0],
+                "seq_overhead_us": HOST_TIME[p.backend][1],
+                "overlap_host": HOST_TIME[p.backend][2],
+                "batching": dict(eng.batching),
+            },
+        }],
+    }, warm
+
+
+@dataclass(frozen=True)
+class Options:
+    """How points are simulated: ``num_requests`` per point (``None``: :func:`default_requests`),
+    engine ``limits`` (:data:`ENGINE_LIMITS`) and KV-cache dtype ``kv`` (:data:`KV_CACHE_DTYPES`)."""
+
+    num_requests: int | None = None
+    limits: str = "aiconfigurator"
+    kv: str = "auto"
+
+
+def simulate(p: Point, opts: Options = Options()) -> tuple[float, float]:
+    """Mean TTFT and TPOT (ms) of the requests after the warm-up. Raises
+    :class:`HermesError` when the point cannot run (the model does not fit, requests are
+    dropped)."""
+    scenario, warm = scenario_for(p, opts.num_requests, opts.limits, opts.kv)
+    result = api.run(scenario)
+    ttft, tpot, dropped = [], [], Counter()
+    for r in result.requests:
+        if r.dropped_reason:
+            dropped[r.dropped_reason.split(":")[0]] += 1
+            continue
+        if r.id < warm or r.finish_time < 0:
+            continue
+        ttft.append(r.first_token_time - r.arrival_time)
+        if r.generated_tokens > 1:
+            tpot.append((r.finish_time - r.first_token_time) / (r.generated_tokens - 1))
+    if dropped:
+        raise HermesError("requests dropped: " + ", ".join(f"{k} ({v})" for k, v in dropped.items()))
+    if not ttft:
+        raise HermesError("no request completed after the warm-up")
+    return float(np.mean(ttft) * 1e3), float(np.mean(tpot) * 1e3) if tpot else float("nan")
+
+
+def _short_reason(reason: str) -> str:
+    """The reason without row-specific numbers, for counting."""
+    if reason.startswith("does not fit"):
+        return "does not fit on the GPUs"
+    if reason.startswith("attention data parallelism"):
+        return "attention data parallelism is not modelled"
+    if reason.startswith("expert parallelism"):
+        return "expert parallelism is not modelled"
+    if reason.startswith("inconsistent parallelism"):
+        return "inconsistent parallelism columns (tp_size vs moe_tp_size x moe_ep_size)"
+    return reason
+
+
+def _row(p: Point) -> dict[str, Any]:
+    return {
+        "id": p.id, "model": p.model_path.rsplit("/", 1)[-1], "model_path": p.model_path,
+        "backend": p.backend, "system": p.system,
+        "backend_version": p.raw.get("backend_version", ""), "mode": p.mode,
+        "precision": p.raw.get("precision", ""), "gemm_quant_mode": p.gemm_quant_mode,
+        "isl": p.isl, "osl": p.osl, "concurrency": p.batch_size, "tp": p.tp, "pp": p.pp,
+        "hermes_model": MODELS.get(p.model_path, ""),
+        "ttft_measured": p.ttft_ms, "ttft_predicted": None, "ttft_ape": None,
+        "tpot_measured": p.tpot_ms, "tpot_predicted": None, "tpot_ape": None,
+        "status": "simulated", "reason": "", "wall_s": None,
+    }
+
+
+def validate_point(p: Point, opts: Options = Options()) -> dict[str, Any]:
+    """The CSV row of one point: simulated (predicted, measured, APE) or not (``reason``)."""
+    row = _row(p)
+    reason = unsupported_reason(p)
+    if reason is None:
+        t0 = time.perf_counter()
+        try:
+            ttft, tpot = simulate(p, opts)
+        except CapacityError as exc:
+            reason = f"does not fit: {str(exc).split(': ', 1)[-1]}"
+        except HermesError as exc:
+            reason = str(exc)
+        else:
+            row.update(ttft_predicted=ttft, tpot_predicted=tpot, ttft_ape=ape(ttft, p.ttft_ms),
+                       tpot_ape=ape(tpot, p.tpot_ms) if math.isfinite(tpot) else None)
+        row["wall_s"] = round(time.perf_counter() - t0, 3)
+    if reason is not None:
+        row.update(status="not simulated", reason=reason)
+    return row
+
+
+def validate_points(points: Sequence[Point], opts: Options = Options(), jobs: int = 1,
+                    progress: Callable[[Point], None] | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Simulate every supported point, on ``jobs`` processes. Returns ``(rows, unsupported)``:
+    one dict per row of the file in file order (simulated or not, with ``status`` and
+    ``reason``) and ``(id, short reason)`` for the rows not simulated. Each point is an
+    independent deterministic run, so the result does not depend on ``jobs``."""
+    rows: list[dict | None] = [None] * len(points)
+    todo = [i for i, p in enumerate(points) if unsupported_reason(p) is None]
+    skip = set(range(len(points))) - set(todo)
+    for i, p in enumerate(points):
+        if i in skip:
+            rows[i] = validate_point(p)
+            if progress is not None:
+                progress(p)
+    if jobs > 1 and len(todo) > 1:
+        # longest first, so that no long point starts last
+        todo.sort(key=lambda i: -_cost(points[i]))
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(validate_point, points[i], opts): i for i in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                rows[i] = fut.result()
+                if progress is not None:
+                    progress(points[i])
+    else:
+        for i in todo:
+            rows[i] = validate_point(points[i], opts)
+            if progress is not None:
+                progress(points[i])
+    unsupported = [(r["id"], _short_reason(r["reason"])) for r in rows if r["status"] != "simulated"]
+    return rows, unsupported
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _cost(p: Point) -> float:
+    """Rough simulation cost of a point (sequence-steps simulated)."""
+    n, _ = default_requests(p.batch_size or 1)
+    return n * (p.osl + p.isl / 512)
+
+
+def print_unsupported(console: Console, unsupported: Sequence[tuple[str, str]], total: int) -> None:
+    """A table of the rows not simulated: one line per reason, with a count and an example."""
+    if not unsupported:
+        console.print(f"all {total} rows simulated")
+        return
+    t = Table(title=f"rows not simulated: {len(unsupported)} of {total}")
+    t.add_column("rows", justify="right")
+    t.add_column("reason")
+    t.add_column("example id")
+    first: dict[str, str] = {}
+    for rid, r in unsupported:
+        first.setdefault(r, rid)
+    for r, n in Counter(r for _, r in unsupported).most_common():
+        t.add_row(str(n), r, first[r])
+    console.print(t)
+
+
+_HELP = """Simulate measured closed-loop serving points and compare TTFT and TPOT.
+
+FILE is a CSV of the aiconfigurator-silicon format (aiconfigurator's silicon_sample.csv:
+one measured benchmark per row, batch_size clients with isl/osl tokens, mean TTFT and TPOT).
+Every aggregated row whose model, system and parallelism hermes can model is simulated as a
+closed_loop workload on one llm_serving engine (engine limits, KV-cache dtype and host time
+per backend: see docs/performance-model.md, section 7); every other row is counted and
+listed with the reason. Prints the median and mean absolute percentage error (APE) of mean
+TTFT and mean TPOT per model, backend and system and overall, and writes one CSV row per
+file row (predicted, measured, APE, or the reason it was not simulated).
+
+Requests per point: by default three rounds of the concurrency C (3C requests, at least 16).
+The first round (two when the 16-request minimum makes four or more) is warm-up and not
+measured: it starts as one burst that no later round repeats. The measured benchmarks sent
+20C requests after 2C of warm-up; three rounds keep the whole 967-row file to about one
+minute on two cores (--jobs), and eight rounds (3x the time) move the overall median APE
+by 1 point (TTFT) and 5 points (TPOT, mostly SGLang points at concurrency 80-512).
+--requests-per-point N sets the total instead (warm-up: two rounds when N >= 4C, else one,
+at most N/2), e.g. 22 x C to simulate the benchmark as it ran.
+"""
+
+
+@click.command("serving", help=_HELP)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS),
+              help="Format of FILE.")
+@click.option("--filter", "filters", multiple=True, metavar="COLUMN=VALUE",
+              help="Keep only rows whose COLUMN equals VALUE (repeatable; all must match), "
+                   "e.g. --filter backend=vllm --filter tp_size=8.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("hermes-out/validate-serving.csv"), show_default=True,
+              help="Per-row CSV to write.")
+@click.option("--requests-per-point", type=click.IntRange(min=2), default=None,
+              help="Requests simulated per point (default 3 x concurrency, at least 16).")
+@click.option("--engine-limits", type=click.Choice(ENGINE_LIMITS), default="aiconfigurator",
+              show_default=True,
+              help="Token budget per engine step: the one aiconfigurator's generator writes into "
+                   "the deployments it benchmarks, or each engine's own default (8192).")
+@click.option("--kv-cache-dtype", "kv_choice", type=click.Choice(KV_CACHE_DTYPES), default="auto", show_default=True,
+              help="KV-cache precision; auto: the backend's default (TensorRT-LLM: fp8 for FP8 "
+                   "checkpoints; vLLM, SGLang: bf16).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Points simulated in parallel processes (default: the CPUs available).")
+def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path,
+                    requests_per_point: int | None, engine_limits: str, kv_choice: str,
+                    jobs: int | None) -> None:
+    points = read_points(file)
+    flt = parse_filters(file, filters, points[0].raw.keys())
+    points = [p for p in points if _matches(p, flt)]
+    if not points:
+        raise ConfigError(f"{file}: no row matches {' '.join('--filter ' + f for f in filters)}")
+    console = Console()
+    if not console.is_terminal:  # files and pipes: wide enough for the model names
+        console = Console(width=100)
+    err = Console(stderr=True)
+    t0 = time.perf_counter()
+    bar = Progress(TextColumn("[bold]simulating points"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=err, transient=True)
+    with bar:
+        task = bar.add_task("points", total=len(points), label="")
+        rows, unsupported = validate_points(
+            points, Options(requests_per_point, engine_limits, kv_choice), jobs or _cpus(),
+            progress=lambda p: bar.update(task, advance=1, label=p.id[:60]),
+        )
+    wall = time.perf_counter() - t0
+    simulated = [r for r in rows if r["status"] == "simulated"]
+    console.print(f"{file}: {len(rows)} rows, {len(simulated)} simulated, {len(unsupported)} not simulated; "
+                  f"{wall:.1f} s")
+    for metric, title in (("ttft_", "TTFT (mean per point): predicted vs measured"),
+                          ("tpot_", "TPOT (mean per point): predicted vs measured")):
+        print_summary(console, title, ape_summary(simulated, GROUPS, metric))
+    print_unsupported(console, unsupported, len(rows))
+    write_rows(output, rows)
+    console.print(f"wrote {output}")

@@ -1,0 +1,203 @@
+"""``hermes calibrate`` and the fitting library (:mod:`hermes_plugins.calibration`): the
+numpy Nelder-Mead, an end-to-end calibration on the small measured H100 tables whose YAML
+``hermes run`` accepts and whose factors beat the hand-set ones, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from hermes_core import HermesError
+from hermes_plugins.calibration import (
+    HAND_SET_LINK, calibrate, fit_rows, load_aiconfigurator, load_device_yaml, load_vidur_mlp, log_err, make_gpu,
+    nelder_mead, predict_allreduce, predict_attention, predict_gemm,
+)
+from hermes_plugins.validation.calibrate import calibrate_command
+
+DATA = Path(__file__).parent / "data"
+AIC = DATA / "aiconfigurator_h100"
+VIDUR = DATA / "vidur_h100"
+
+
+def invoke(*args):
+    return CliRunner().invoke(calibrate_command, list(map(str, args)))
+
+
+# ---------------------------------------------------------------- optimiser
+
+def rosenbrock(x):
+    return float((1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2)
+
+
+def test_nelder_mead_finds_the_minimum_inside_the_box():
+    res = nelder_mead(rosenbrock, [-1.2, 1.0], [(-2, 2), (-2, 2)])
+    np.testing.assert_allclose(res.x, [1, 1], atol=1e-4)
+    res = nelder_mead(rosenbrock, [0.1, 0.1], [(0, 0.5), (0, 0.5)])  # optimum outside: on the bound
+    assert res.x[0] == pytest.approx(0.5, abs=1e-4) and res.x[1] == pytest.approx(0.25, abs=1e-3)
+
+
+def test_nelder_mead_takes_the_same_steps_as_scipy():
+    optimize = pytest.importorskip("scipy.optimize")
+    for x0, bounds in (([-1.2, 1.0], [(-2, 2), (-2, 2)]), ([0.9, 0.0, 3.0], [(0.05, 1), (0, 1), (0, 50)])):
+        f = rosenbrock if len(x0) == 2 else (lambda x: (x[0] - 0.3) ** 2 + abs(x[1] - 0.7) + (x[2] - 7) ** 4)
+        ours = nelder_mead(f, x0, bounds)
+        ref = optimize.minimize(f, x0, method="Nelder-Mead", bounds=bounds,
+                                options={"maxiter": 4000, "xatol": 1e-5, "fatol": 1e-8})
+        np.testing.assert_array_equal(ours.x, ref.x)
+        assert ours.nfev == ref.nfev
+
+
+# ---------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cal")
+    r = invoke("--format", "aiconfigurator", "--tables", AIC, "--preset", "h100_sxm",
+               "-o", out / "my_h100.yaml", "--report", out / "report.json")
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_calibrate_prints_errors_before_and_after_per_table(calibrated):
+    out, text = calibrated
+    for label in ("GEMM bf16", "prefill attention", "decode attention", "all-reduce",
+                  "hand-set", "preset default", "calibrated", "wrote"):
+        assert label in text
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["errors"]) == {"gemm", "context_attention", "generation_attention", "allreduce"}
+    assert rep["errors"]["gemm"]["calibrated"]["n"] == 300 and rep["errors"]["allreduce"]["calibrated"]["n"] == 69
+
+
+def test_yaml_has_provenance_and_a_device_mapping(calibrated):
+    out, _ = calibrated
+    text = (out / "my_h100.yaml").read_text()
+    header = [ln for ln in text.splitlines() if ln.startswith("#")]
+    assert header[0].startswith("# hermes device calibrated ") and "hermes calibrate --format aiconfigurator" in header[0]
+    assert any(ln.strip().endswith("aiconfigurator_h100/gemm.csv") for ln in header)
+    assert any("GEMM bf16 (300 rows):" in ln for ln in header)
+    dev = yaml.safe_load(text)
+    assert dev["type"] == "gpu" and dev["preset"] == "h100_sxm"
+    eff = dev["efficiency"]
+    for k in ("gemm_compute", "gemm_memory", "launch_us", "gemm_k_overhead", "gemm_occupancy_exponent", "tile_m",
+              "tile_n", "attention_prefill_compute", "attention_prefill_memory", "attention_decode_memory",
+              "attention_decode_compute", "attention_launch_us"):
+        assert k in eff
+    assert "memory_kernels" not in eff  # no table for it: the preset default stays
+    assert 0 < dev["link_bandwidth_efficiency"] <= 1 and dev["collective_latency_us"] > 0
+    assert load_device_yaml(out / "my_h100.yaml") == dev
+
+
+def test_fitted_factors_beat_the_hand_set_ones_on_every_table(calibrated):
+    out, _ = calibrated
+    dev = yaml.safe_load((out / "my_h100.yaml").read_text())
+    rows = fit_rows(load_aiconfigurator([AIC]))
+    eff = {k: v for k, v in dev["efficiency"].items() if k != "source"}
+    link = {k: dev[k] for k in ("link_latency_us", "link_bandwidth_efficiency", "collective_latency_us")}
+    fitted, hand = make_gpu("h100_sxm", eff, link), make_gpu("h100_sxm", {}, HAND_SET_LINK)
+    preds = {"gemm": lambda g: predict_gemm(g, rows["gemm"]),
+             "context_attention": lambda g: predict_attention(g, rows["context_attention"], "prefill"),
+             "generation_attention": lambda g: predict_attention(g, rows["generation_attention"], "decode"),
+             "allreduce": lambda g: predict_allreduce(g, rows["allreduce"])}
+    rep = json.loads((out / "report.json").read_text())["errors"]
+    for kind, p in preds.items():
+        meas = rows[kind].cols["latency_s"]
+        assert log_err(p(fitted), meas) < log_err(p(hand), meas), kind
+        assert rep[kind]["calibrated"]["median_ape"] < rep[kind]["hand-set"]["median_ape"], kind
+    assert rep["gemm"]["calibrated"]["median_ape"] < 7 and rep["allreduce"]["calibrated"]["median_ape"] < 12
+
+
+def test_hermes_run_accepts_the_calibrated_device(calibrated, tmp_path):
+    out, _ = calibrated
+    dev = yaml.safe_load((out / "my_h100.yaml").read_text())
+    scenario = {
+        "name": "calibrated-device",
+        "workload": {"type": "closed_loop", "concurrency": 2, "num_requests": 4, "isl": 256, "osl": 8},
+        "clients": [{"name": "c", "device": dev,
+                     "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_num_batched_tokens": 1024}}],
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    p = subprocess.run([sys.executable, "-m", "hermes_core.cli", "run", str(tmp_path / "s.yaml"), "-q",
+                        "-o", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["requests"]["completed"] == 4
+
+
+def test_the_same_mapping_feeds_the_profiled_device(calibrated, registry):
+    out, _ = calibrated
+    dev = yaml.safe_load((out / "my_h100.yaml").read_text())
+    comp, cfg = registry.validate("devices", {**dev, "type": "gpu_profiled", "tables": str(AIC)}, "device")
+    d = comp.obj(cfg)
+    assert d.model.eff.gemm_compute == dev["efficiency"]["gemm_compute"]
+
+
+def test_calibrate_library_fits_only_what_the_tables_determine(tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    shutil.copy(AIC / "allreduce.csv", d)
+    cal = calibrate(load_aiconfigurator([d]), "h100", log=lambda s: None)
+    assert cal.efficiency == {} and set(cal.link) == {"link_latency_us", "link_bandwidth_efficiency", "collective_latency_us"}
+    assert cal.preset == "h100_sxm" and set(cal.errors) == {"allreduce"}
+    # message_size counts bf16 elements: the bus reaches ~0.68 of the 450 GB/s datasheet link
+    assert 0.6 < cal.link["link_bandwidth_efficiency"] < 0.75
+
+
+def test_vidur_format_calibrates_gemms(tmp_path):
+    r = invoke("--format", "vidur-mlp", "--tables", VIDUR, "-o", tmp_path / "v.yaml")
+    assert r.exit_code == 0, r.output
+    dev = yaml.safe_load((tmp_path / "v.yaml").read_text())
+    assert "gemm_compute" in dev["efficiency"] and "attention_launch_us" not in dev["efficiency"]
+    assert "link_bandwidth_efficiency" not in dev
+    g = load_vidur_mlp([VIDUR])["gemm"].cols
+    # Llama-2-7B: fused QKV (n = 3 * 4096 / tp), attention out, fused gate+up (2 * 11008 / tp), down
+    assert {(int(n), int(k)) for n, k in zip(g["n"], g["k"])} >= {(12288, 4096), (4096, 4096), (22016, 4096),
+                                                                  (4096, 11008), (1536, 4096), (4096, 1376)}
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_missing_column_names_file_and_column(tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    lines = (AIC / "gemm.csv").read_text().splitlines()
+    (d / "gemm.csv").write_text("\n".join(",".join(r.split(",")[:2] + r.split(",")[3:]) for r in lines) + "\n")
+    r = invoke("--tables", d, "-o", tmp_path / "x.yaml")
+    assert r.exit_code != 0 and isinstance(r.exception, HermesError)
+    msg = str(r.exception)
+    assert "gemm.csv: missing column 'k'" in msg and "found: m, n, latency" in msg
+
+
+def test_wrong_format_is_named(tmp_path):
+    r = invoke("--format", "aiconfigurator", "--tables", VIDUR / "meta-llama_Llama-2-7b-hf_mlp.csv", "-o", tmp_path / "x.yaml")
+    assert "meta-llama_Llama-2-7b-hf_mlp.csv: not an aiconfigurator per-operator table" in str(r.exception)
+    r = invoke("--format", "vidur-mlp", "--tables", AIC / "gemm.csv", "-o", tmp_path / "x.yaml")
+    msg = str(r.exception)
+    assert "gemm.csv: missing columns 'n_head'" in msg and "use --format aiconfigurator" in msg
+    r = invoke("--tables", VIDUR, "-o", tmp_path / "x.yaml")  # a directory with no aiconfigurator table
+    assert "no aiconfigurator per-operator tables found" in str(r.exception)
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_bad_options_are_usage_errors(tmp_path):
+    r = invoke("--tables", AIC, "--preset", "tpu_v5", "-o", tmp_path / "x.yaml")
+    assert r.exit_code == 2 and "unknown preset 'tpu_v5'; allowed: a100_sxm_80gb, b200, h100_sxm, h200_sxm" in r.output
+    r = invoke("--tables", AIC, "--kernel", "allreduce", "-o", tmp_path / "x.yaml")
+    assert r.exit_code == 2 and "expected KIND[:DTYPE]=KERNEL_SOURCE" in r.output
+    r = invoke("--tables", AIC, "--kernel", "allreduce=NCCL", "-o", tmp_path / "x.yaml")
+    assert "column 'kernel_source' has no 'NCCL' rows" in str(r.exception)
+
+
+def test_command_is_registered_in_the_cli():
+    pytest.importorskip("hermes_plugins.validation.serving")
+    pytest.importorskip("hermes_plugins.validation.collectives")
+    p = subprocess.run([sys.executable, "-m", "hermes_core.cli", "calibrate", "--help"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and "--tables" in p.stdout and "vidur-mlp" in p.stdout

@@ -1,0 +1,226 @@
+"""``hermes validate serving``: measured closed-loop serving points (aiconfigurator's
+silicon sample) against hermes, and the model pieces that validation rests on."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hermes_core import ConfigError, api
+from hermes_plugins.validation import serving as S
+
+DATA = Path(__file__).parent / "data" / "aiconfigurator_silicon" / "silicon_sample_h200.csv"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
+    header = header or list(rows[0])
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample_result():
+    points = S.read_points(DATA)
+    return points, S.validate_points(points, jobs=1)
+
+
+def test_sample_supported_rows_are_simulated(sample_result):
+    points, (rows, unsupported) = sample_result
+    assert len(rows) == len(points) == 10
+    simulated = [r for r in rows if r["status"] == "simulated"]
+    assert [r["model"] for r in simulated] == [
+        "Llama-3.1-70B", "Llama-3.1-70B", "Qwen3-235B-A22B-FP8", "Llama-3.1-8B-Instruct-FP8"]
+    for r in simulated:
+        for m in ("ttft", "tpot"):
+            assert r[f"{m}_predicted"] > 0 and math.isfinite(r[f"{m}_predicted"])
+            assert r[f"{m}_ape"] == pytest.approx(abs(r[f"{m}_predicted"] / r[f"{m}_measured"] - 1) * 100)
+
+
+def test_sample_unsupported_rows_are_reported_with_reasons(sample_result):
+    _, (rows, unsupported) = sample_result
+    reasons = {r["id"]: r["reason"] for r in rows if r["status"] != "simulated"}
+    assert len(unsupported) == len(reasons) == 6
+    assert {rid for rid, _ in unsupported} == set(reasons)
+    text = "\n".join(reasons.values())
+    assert "disaggregated serving (mode=disagg)" in text
+    assert "deepseek-ai/DeepSeek-V3: multi-head latent attention" in text
+    assert "deepseek-ai/DeepSeek-R1: multi-head latent attention" in text
+    assert "openai/gpt-oss-120b: sliding-window attention" in text
+    assert "inconsistent parallelism: tp_size x attention_dp_size = 1 GPUs for attention but moe_tp_size x moe_ep_size = 2" in text
+    assert "expert parallelism (moe_ep_size=2)" in text
+
+
+def test_cli_on_sample_prints_tables_and_writes_csv(tmp_path):
+    out = tmp_path / "serving.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
+         str(DATA), "--output", str(out), "--jobs", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "TTFT (mean per point): predicted vs measured" in proc.stdout
+    assert "TPOT (mean per point): predicted vs measured" in proc.stdout
+    assert "rows not simulated: 6 of 10" in proc.stdout
+    assert "overall" in proc.stdout and "Llama-3.1-70B" in proc.stdout
+    rows = _rows(out)
+    assert len(rows) == 10
+    assert sum(r["status"] == "simulated" for r in rows) == 4
+    assert all(r["reason"] for r in rows if r["status"] != "simulated")
+    assert {"ttft_predicted", "ttft_measured", "ttft_ape", "tpot_predicted", "tpot_measured", "tpot_ape"} <= set(rows[0])
+
+
+def test_filter_keeps_matching_rows_and_names_unknown_columns(tmp_path):
+    points = S.read_points(DATA)
+    flt = S.parse_filters(DATA, ["backend=vllm", "tp_size=4"], points[0].raw)
+    kept = [p for p in points if S._matches(p, flt)]  # "4" matches the file's "4.0" and "4"
+    assert {p.backend for p in kept} == {"vllm"} and {p.tp for p in kept} == {4}
+    with pytest.raises(ConfigError, match=r"has no column 'gpu'"):
+        S.parse_filters(DATA, ["gpu=h200"], points[0].raw)
+    with pytest.raises(ConfigError, match="expected COLUMN=VALUE"):
+        S.parse_filters(DATA, ["backend"], points[0].raw)
+
+
+def test_handmade_file_with_unseen_points_runs(tmp_path):
+    """Rows of the same format that appear nowhere in the data (other ISL/OSL/concurrency,
+    another catalog model). The "measured" numbers are made up: the test checks that the
+    points run and are compared, not the error."""
+    header = list(_rows(DATA)[0])
+    base = dict.fromkeys(header, "")
+    base.update(system="h200_sxm", mode="agg", precision="fp8", pp_size="1", attention_dp_size="1",
+                moe_tp_size="1", moe_ep_size="1")
+    rows = [
+        {**base, "id": "handmade_llama8b_vllm_512x64_c5", "backend": "vllm", "backend_version": "0.11.0",
+         "model_path": "meta-llama/Llama-3.1-8B-Instruct", "isl": "512", "osl": "64", "gemm_quant_mode": "fp8",
+         "moe_quant_mode": "fp8", "batch_size": "5", "tp_size": "1", "silicon_ttft_ms": "40", "silicon_tpot_ms": "6"},
+        {**base, "id": "handmade_qwen3_32b_trtllm_3000x200_c3", "backend": "trtllm", "precision": "bfloat16",
+         "model_path": "Qwen/Qwen3-32B", "isl": "3000", "osl": "200", "gemm_quant_mode": "bfloat16",
+         "moe_quant_mode": "bfloat16", "batch_size": "3", "tp_size": "2", "moe_tp_size": "2",
+         "silicon_ttft_ms": "150", "silicon_tpot_ms": "12"},
+        {**base, "id": "handmade_llama70b_attention_dp", "backend": "sglang", "model_path": "meta-llama/Llama-3.1-70B",
+         "isl": "2048", "osl": "256", "gemm_quant_mode": "fp8", "moe_quant_mode": "fp8", "batch_size": "16",
+         "tp_size": "4", "attention_dp_size": "2", "silicon_ttft_ms": "200", "silicon_tpot_ms": "15"},
+    ]
+    path = _write(tmp_path / "handmade.csv", rows, header)
+    out = tmp_path / "out.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
+         str(path), "-o", str(out), "--jobs", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = {r["id"]: r for r in _rows(out)}
+    assert got["handmade_llama8b_vllm_512x64_c5"]["status"] == "simulated"
+    assert got["handmade_qwen3_32b_trtllm_3000x200_c3"]["status"] == "simulated"
+    assert float(got["handmade_qwen3_32b_trtllm_3000x200_c3"]["ttft_predicted"]) > 0
+    assert "attention data parallelism (attention_dp_size=2)" in got["handmade_llama70b_attention_dp"]["reason"]
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    rows = _rows(DATA)
+    header = [c for c in rows[0] if c != "silicon_tpot_ms"]
+    path = _write(tmp_path / "no_tpot.csv", rows, header)
+    with pytest.raises(ConfigError) as exc:
+        S.read_points(path)
+    assert str(exc.value).startswith(f"{path}: column 'silicon_tpot_ms' is missing")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
+         str(path), "-o", str(tmp_path / "x.csv")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "no_tpot.csv" in proc.stderr and "silicon_tpot_ms" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_wrong_format_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,374,44\n")
+    with pytest.raises(ConfigError, match=r"trace\.csv: column 'id' is missing \(format aiconfigurator-silicon"):
+        S.read_points(path)
+    binary = tmp_path / "x.parquet"
+    binary.write_bytes(b"PAR1\x15\x04\x15\x10\xff\xfe\x00\x88")
+    with pytest.raises(ConfigError, match=r"x\.parquet: "):
+        S.read_points(binary)
+    with pytest.raises(ConfigError, match=r"missing\.csv: no such file"):
+        S.read_points(tmp_path / "missing.csv")
+
+
+def test_bad_cell_names_file_line_and_column(tmp_path):
+    rows = _rows(DATA)
+    rows[2]["isl"] = "long"
+    path = _write(tmp_path / "bad.csv", rows)
+    with pytest.raises(ConfigError, match=r"bad\.csv:4: column 'isl': not a number \('long'\)"):
+        S.read_points(path)
+
+
+def test_scenario_mapping_follows_the_documented_assumptions():
+    points = {p.id: p for p in S.read_points(DATA)}
+    trt = points["2026_04_06_llama_3_1_70b_h200_sxm_trtllm_fp8_agg_1024x1024_c4_tp8_ep1_917"]
+    sc, warm = S.scenario_for(trt)
+    st = sc["clients"][0]["stage"]
+    assert sc["workload"] == {"type": "closed_loop", "concurrency": 4, "isl": 1024, "osl": 1024,
+                              "num_requests": 16, "warmup_requests": 8}
+    assert warm == 8  # four rounds of 4: two warm-up rounds, as the benchmark's 2C
+    assert sc["clients"][0]["device"] == {"type": "gpu", "preset": "h200_sxm"}
+    assert st["model"] == "llama-3.1-70b" and st["parallelism"] == {"tp": 8, "pp": 1}
+    assert st["precision"] == {"weights": "fp8", "activations": "bf16", "kv_cache": "fp8"}
+    assert st["max_num_batched_tokens"] == 1536  # 4 + 1024 + 500 = 1528, rounded up to 32
+    assert st["overlap_host"] is True
+    sc, _ = S.scenario_for(trt, limits="defaults", kv="bf16")
+    st = sc["clients"][0]["stage"]
+    assert st["max_num_batched_tokens"] == 8192 and st["precision"]["kv_cache"] == "bf16"
+    # 22 rounds as the measured benchmark ran them: two rounds of warm-up, as aiperf's 2C
+    assert S.scenario_for(trt, num_requests=88)[1] == 8
+
+
+def test_overlapped_host_time_is_max_not_sum():
+    """``overlap_host``: a step lasts max(device, host); without it device + host."""
+    def tpot(**stage):
+        sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": 1, "isl": 16, "osl": 6,
+                                        "num_requests": 1},
+              "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
+                           "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64, **stage}}]}
+        r = api.run(sc).requests[0]
+        return (r.finish_time - r.first_token_time) / (r.generated_tokens - 1)
+
+    device = tpot()
+    assert device < 0.02
+    assert tpot(step_overhead_us=50_000, overlap_host=True) == pytest.approx(0.05)
+    assert tpot(step_overhead_us=50_000) == pytest.approx(0.05 + device)
+    assert tpot(seq_overhead_us=50_000, overlap_host=True) == pytest.approx(0.05)  # one sequence
+    assert tpot(step_overhead_us=1, overlap_host=True) == pytest.approx(device)
+
+
+def test_moe_experts_are_one_grouped_gemm():
+    """A decode step of one token on Qwen3-235B-A22B reads its ``top_k`` experts' weights
+    in one grouped kernel per projection: about ``top_k`` experts' bytes at the GEMM's
+    memory rate plus one launch each, not ``top_k`` launches."""
+    from hermes_core import ModelSpec, Topology
+    from hermes_plugins.devices import GPU, GPUConfig
+    from hermes_plugins.models import catalog_path
+    from hermes_plugins.stages.step_cost import StepCostModel
+
+    m = ModelSpec.from_file(catalog_path("qwen3-235b-a22b"))
+    dev = GPU(GPUConfig(preset="h200_sxm"))
+    names = ["d0", "d1"]
+    cost = StepCostModel(m, dev, 2, 1, "fp8", "bf16", "fp8", Topology.single_switch(names, 1e11, 1e-6),
+                         names, 64, 8)
+    op = next(o for o in m.layer_operators(2, moe=True) if o.kind == "moe")
+    t, _, nbytes = cost._moe(op, [1], "fp8", 2)
+    weights = op.top_k * 3 * op.n * op.k  # fp8: one byte each
+    stream = weights / (dev.memory_bandwidth * dev.eff.gemm_memory)
+    assert nbytes[0] >= weights
+    assert stream < t[0] < stream + 3 * dev.eff.launch_us * 1e-6 + 2e-6
