@@ -83,9 +83,10 @@ def main() -> None:
     w("Measured: microsoft/vidur @ 7d47513 `data/profiling/compute/{h100,a100}`: per-operator CUDA "
       "kernel times (median of repeated runs) of the projection, MLP and elementwise operators per "
       "token count and TP degree, PyTorch eager, fp16.\n")
-    w("| file | device | command | GEMM rows, median / mean APE % | elementwise rows, median / mean APE % |")
-    w("|---|---|---|---|---|")
+    w("| file | device | GEMM rows | median APE % | mean APE % | elementwise rows | median APE % | mean APE % | command |")
+    w("|---|---|---|---|---|---|---|---|---|")
     gemm_by_op: dict[str, dict[str, list[float]]] = {}
+    key: dict[str, list[float]] = {}
     for gpu, preset in (("h100", "h100_sxm"), ("a100", "a100_sxm_80gb")):
         for f in sorted((rd / "vidur_profiling" / gpu).glob("*_mlp.csv")):
             out = OUT / f"ops-{gpu}-{f.stem}.csv"
@@ -93,9 +94,10 @@ def main() -> None:
             rs = rows(out)
             g = [float(r["ape_pct"]) for r in rs if r["kind"] == "gemm" and r["ape_pct"]]
             m = [float(r["ape_pct"]) for r in rs if r["kind"] == "memory" and r["ape_pct"]]
+            key.setdefault(f"gemm_{gpu}", []).extend(g)
             for op, vals in grouped([r for r in rs if r["kind"] == "gemm"], "operator", "ape_pct"):
                 gemm_by_op.setdefault(gpu, {}).setdefault(op, []).extend(vals)
-            w(f"| {f.name} | {preset} | `{cmd}` | {stats(g).replace(' | ', ', ', 1)} | {stats(m).replace(' | ', ', ', 1)} |")
+            w(f"| {f.name} | {preset} | {stats(g)} | {stats(m)} | `{cmd}` |")
     w("")
     w("GEMM median / mean APE % per operator, all files of a GPU:\n")
     w("| GPU | operator | rows | median | mean |")
@@ -111,8 +113,8 @@ def main() -> None:
       "same GPU run slower (older cuBLAS, ~6.6 us per-kernel overhead against ~2.8 us). Calibrating on "
       "one model's profile and validating on another model's shows what a user gets with "
       "`hermes calibrate` ([calibration.md](calibration.md)):\n")
-    w("| calibrated on | validated on | GEMM rows, median / mean APE % | commands |")
-    w("|---|---|---|---|")
+    w("| calibrated on | validated on | GEMM rows | median APE % | mean APE % | commands |")
+    w("|---|---|---|---|---|---|")
     for gpu, preset in (("h100", "h100_sxm"), ("a100", "a100_sxm_80gb")):
         files = sorted((rd / "vidur_profiling" / gpu).glob("*_mlp.csv"))
         for a, b in ((files[0], files[1]), (files[1], files[0])):
@@ -123,7 +125,8 @@ def main() -> None:
             c2, _ = hermes("validate", "ops", "--format", "vidur-mlp", rel(b, rd), "--device",
                            str(yaml_path.relative_to(ROOT)), "--output", str(out.relative_to(ROOT)))
             g = [float(r["ape_pct"]) for r in rows(out) if r["kind"] == "gemm" and r["ape_pct"]]
-            w(f"| {a.name} | {b.name} | {stats(g).replace(' | ', ', ', 1)} | `{c1}`; `{c2}` |")
+            key.setdefault(f"gemm_{gpu}_calibrated", []).extend(g)
+            w(f"| {a.name} | {b.name} | {stats(g)} | `{c1}`; `{c2}` |")
     w("")
 
     # -- collectives -------------------------------------------------------------------
@@ -168,6 +171,9 @@ def main() -> None:
             vals = [float(r[f"{metric}_ape"]) for r in sim if r["model"] == mdl and r["backend"] == be and r[f"{metric}_ape"]]
             w(f"| {mdl} | {be} | {stats(vals)} |")
         allv = [float(r[f"{metric}_ape"]) for r in sim if r[f"{metric}_ape"]]
+        key[f"serving_{metric}"] = allv
+        key[f"serving_{metric}_llama70b"] = [float(r[f"{metric}_ape"]) for r in sim
+                                             if r["model"] == "Llama-3.1-70B" and r[f"{metric}_ape"]]
         w(f"| **all** | | {stats(allv)} |\n")
     notsim = [r for r in rs if r["status"] != "simulated"]
     w(f"{len(sim)} of {len(rs)} points simulated; {len(notsim)} not simulated:\n")
@@ -175,13 +181,63 @@ def main() -> None:
         w(f"- {n} x {why}")
     w("")
 
-    if args.genz and args.genz.exists():
-        data = json.loads(args.genz.read_text())
+    genz = args.genz or ROOT / "benchmarks" / "results" / "genz_comparison.json"
+    if genz.exists():
+        data = json.loads(genz.read_text())
         w("## Comparison with GenZ\n")
-        w("`python benchmarks/compare_genz.py --json RESULTS.json` (genz-llm 0.0.16; see "
-          "benchmarks/README.md for how GenZ is called):\n")
-        w("```json\n" + json.dumps(data.get("summary", data), indent=1)[:4000] + "\n```\n")
+        w(f"Same H200 serving points (aggregated Llama-3.1-8B / 70B rows), genz-llm "
+          f"{data.get('genz_version', '?')} called as described in benchmarks/README.md "
+          f"(GenZ prefill at batch 1 as TTFT, decode at batch = concurrency as TPOT; system "
+          f"{data.get('genz_system')}). Produced by `python benchmarks/compare_genz.py --hermes validate "
+          f"--json benchmarks/results/genz_comparison.json` (hermes {data.get('hermes_git', '')}).\n")
+        w("| group | points | hermes TTFT median / mean APE % | GenZ TTFT | hermes TPOT | GenZ TPOT |")
+        w("|---|---|---|---|---|---|")
+        summ = data["summary"]
+        for name, g in list(summ["groups"].items()) + [("all", summ["all"])]:
+            def cell(k):
+                v = g.get(k)
+                return f"{v['median']:.1f} / {v['mean']:.1f}" if v and v.get("n") else "-"
+            w(f"| {name} | {g['hermes_ttft']['n']} | {cell('hermes_ttft')} | {cell('genz_ttft')} | "
+              f"{cell('hermes_tpot')} | {cell('genz_tpot')} |")
+        w("\nGenZ prices one pass at the roofline with no queueing, no mixing of prefills with "
+          "decodes and no host time, so it sits below every measurement (median predicted / "
+          f"measured: TTFT {summ['all']['genz_ttft']['median_ratio']:.2f}, TPOT "
+          f"{summ['all']['genz_tpot']['median_ratio']:.2f}; hermes {summ['all']['hermes_ttft']['median_ratio']:.2f} "
+          f"and {summ['all']['hermes_tpot']['median_ratio']:.2f}).\n")
 
+    med = {k: float(np.median(v)) for k, v in key.items() if v}
+    summary = [
+        "## Summary\n",
+        "| target (issue 3) | goal | reached (median APE) |",
+        "|---|---|---|",
+        f"| H100 GEMM kernels, Vidur format, shipped defaults | <= 5 % | {med['gemm_h100']:.1f} % |",
+        f"| H100 GEMM kernels, Vidur format, after `hermes calibrate` on another model's profile | <= 5 % | {med['gemm_h100_calibrated']:.1f} % |",
+        f"| A100 GEMM kernels, Vidur format, defaults / calibrated | - | {med['gemm_a100']:.1f} % / {med['gemm_a100_calibrated']:.1f} % |",
+        f"| H200 serving TTFT, all simulated points | <= 10 % | {med['serving_ttft']:.1f} % (Llama-3.1-70B: {med['serving_ttft_llama70b']:.1f} %) |",
+        f"| H200 serving TPOT, all simulated points | <= 10 % | {med['serving_tpot']:.1f} % (Llama-3.1-70B: {med['serving_tpot_llama70b']:.1f} %) |",
+        "",
+        "Where the model misses, and why (details in [performance-model.md](performance-model.md)):\n",
+        "- **Vidur GEMMs** are a median 14 % slower than the vLLM 0.24.0 kernels the defaults are fitted "
+        "on, for the same shapes on the same GPU (eager PyTorch, an older cuBLAS, ~6.6 us per kernel "
+        "against ~2.8 us). That is the software stack, not the shape model: calibrated on one Vidur "
+        "profile, the same model predicts another model's GEMMs to the figure above. What remains is "
+        "cuBLAS kernel-selection steps in m that no smooth model reproduces.",
+        "- **Elementwise kernels** (norms, residual add, embedding, RoPE, activation) are priced with "
+        "one bandwidth share and one launch cost; measured add and embedding kernels differ by 3x in "
+        "opposite directions, so no single pair fits them.",
+        "- **Collectives**: the defaults describe vLLM's custom all-reduce under CUDA graphs on H100 "
+        "(about 4.7 us fixed cost); Vidur measured NCCL from eager PyTorch on A100 (about 48 us). The "
+        "formula itself fits that data to about 6 % once its two constants are refitted.",
+        "- **Serving TTFT** depends on how the benchmark's clients bunch their requests, which the data "
+        "do not record: hermes starts all clients at once and, with equal lengths, the bunches persist, "
+        "so TTFT is too high at low concurrency and too low at high concurrency. TPOT of Llama-3.1-70B "
+        "is within 5 % once each engine's per-step host time is modelled. SGLang and the 8B FP8 vLLM "
+        "rows run slower than their own measured kernels imply; Llama-70B TP1 points limited by KV "
+        "memory differ because TensorRT-LLM admits only what fits while hermes preempts like vLLM.",
+        "",
+    ]
+    intro_end = 3  # title, generated-by line, engines line
+    md[intro_end:intro_end] = summary
     (ROOT / "docs" / "validation.md").write_text("\n".join(md) + "\n")
     print("wrote docs/validation.md")
 
