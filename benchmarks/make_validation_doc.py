@@ -232,8 +232,8 @@ def main() -> None:
         "do not record: hermes starts all clients at once and, with equal lengths, the bunches persist, "
         "so TTFT is too high at low concurrency and too low at high concurrency. TPOT of Llama-3.1-70B "
         "is within 5 % once each engine's per-step host time is modelled. SGLang and the 8B FP8 vLLM "
-        "rows run slower than their own measured kernels imply; Llama-70B TP1 points limited by KV "
-        "memory differ because TensorRT-LLM admits only what fits while hermes preempts like vLLM.",
+        "rows run slower than their own measured kernels imply. TensorRT-LLM rows run the "
+        "`guaranteed_no_evict` policy (admit only whole-sequence KV reservations), as TensorRT-LLM does.",
         "",
     ]
     intro_end = 3  # title, generated-by line, engines line

@@ -79,7 +79,7 @@ def test_plugins_json_lists_first_party_components():
     p = hermes("plugins", "--json")
     assert p.returncode == 0
     data = {d["name"]: d for d in json.loads(p.stdout)}
-    assert data["batching"]["components"]["batching_policies"] == ["chunked_prefill", "continuous", "static"]
+    assert data["batching"]["components"]["batching_policies"] == ["chunked_prefill", "continuous", "guaranteed_no_evict", "static"]
     assert data["gpu"]["distribution"] == "hermes-sim" and data["gpu"]["version"]
     assert "llama-3.1-70b" in data["models"]["components"]["models"]
     assert {"azure_trace", "mooncake_trace", "synthetic", "closed_loop"} <= set(data["workloads"]["components"]["workloads"])

@@ -52,7 +52,7 @@ def test_core_field_errors_name_the_path(patch, message, tiny_model):
 
 @pytest.mark.parametrize("where, value, message", [
     (("stage", "max_num_seqs"), 0, r"clients\[0\]\.stage\.max_num_seqs: Input should be greater than or equal to 1 \(got 0\)"),
-    (("stage", "batching"), {"type": "fifo"}, r"clients\[0\]\.stage\.batching\.type: unknown batching policy 'fifo'. Available: 'chunked_prefill' \(hermes-sim\), 'continuous' \(hermes-sim\), 'static' \(hermes-sim\). Missing a plugin\? Run `hermes plugins`."),
+    (("stage", "batching"), {"type": "fifo"}, r"clients\[0\]\.stage\.batching\.type: unknown batching policy 'fifo'. Available: 'chunked_prefill' \(hermes-sim\), 'continuous' \(hermes-sim\), 'guaranteed_no_evict' \(hermes-sim\), 'static' \(hermes-sim\). Missing a plugin\? Run `hermes plugins`."),
     (("stage", "precision"), {"weights": "fp7"}, r"clients\[0\]\.stage\.precision\.weights: unknown precision 'fp7'; allowed: fp32, tf32, bf16"),
     (("stage", "parallelism"), {"tp": 3}, r"clients\[0\]\.stage\.parallelism\.tp: 4 attention heads do not split over tp=3"),
     (("stage", "type"), "rag", r"clients\[0\]\.stage\.type: unknown stage 'rag'"),

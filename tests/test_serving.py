@@ -6,7 +6,7 @@ import types
 import pytest
 
 from hermes_core import CapacityError, ConfigError, hookimpl, load_plugins, run
-from hermes_plugins.batching import ChunkedPrefill, ContinuousBatching, StaticBatching
+from hermes_plugins.batching import ChunkedPrefill, ContinuousBatching, GuaranteedNoEvict, StaticBatching
 
 from conftest import serving_scenario, toy_plugin
 from test_step_cost import head, layer_linear, rl
@@ -65,7 +65,7 @@ class _Checked:
 def _checked_registry():
     classes = {}
     for name, base in (("checked_chunked", ChunkedPrefill), ("checked_continuous", ContinuousBatching),
-                       ("checked_static", StaticBatching)):
+                       ("checked_static", StaticBatching), ("checked_no_evict", GuaranteedNoEvict)):
         classes[name] = type(name, (_Checked, base), {"max_used": 0})
 
     @hookimpl
@@ -84,7 +84,7 @@ TIGHT_STAGE = {"gpu_memory_utilization": 1.0, "activation_reserve_GiB": 0, "max_
                "max_num_batched_tokens": 1024, "max_num_seqs": 32}
 
 
-@pytest.mark.parametrize("policy", ["checked_chunked", "checked_continuous", "checked_static"])
+@pytest.mark.parametrize("policy", ["checked_chunked", "checked_continuous", "checked_static", "checked_no_evict"])
 def test_every_request_ends_completed_or_dropped_and_kv_is_never_exceeded(tiny_model, policy):
     reg, classes = _checked_registry()
     wl = {"type": "synthetic", "rate_rps": 2000, "num_requests": 300,
@@ -99,7 +99,7 @@ def test_every_request_ends_completed_or_dropped_and_kv_is_never_exceeded(tiny_m
     # continuous policies cannot run prompts above the 1024-token budget
     for row in res.request_rows():
         if row["status"] == "dropped":
-            assert policy != "checked_chunked"
+            assert policy not in ("checked_chunked", "checked_no_evict")
             reason = row["dropped_reason"]
             if reason.startswith("prompt_exceeds_token_budget"):
                 assert row["prompt_tokens"] > 1024
@@ -112,10 +112,10 @@ def test_every_request_ends_completed_or_dropped_and_kv_is_never_exceeded(tiny_m
     report = res.summary["clients"]["c"]["c/0"]
     assert classes[policy].max_used <= report["kv_blocks"]
     assert report["kv_peak_blocks_used"] == classes[policy].max_used
-    if policy != "checked_static":
-        assert res.summary["preemptions"] > 0  # the cache is small enough to force some
+    if policy in ("checked_static", "checked_no_evict"):
+        assert res.summary["preemptions"] == 0  # both reserve the full KV up front
     else:
-        assert res.summary["preemptions"] == 0  # static reserves full KV up front
+        assert res.summary["preemptions"] > 0  # the cache is small enough to force some
 
 
 def test_requests_that_can_never_fit_are_dropped_with_a_reason(registry, tiny_model):
@@ -176,3 +176,18 @@ def test_data_parallel_replicas_share_the_load(registry, tiny_model):
         per[r["replica"]] = per.get(r["replica"], 0) + 1
     assert set(per) == {"c/0", "c/1"} and sum(per.values()) == 40
     assert abs(per["c/0"] - per["c/1"]) <= 4
+
+
+def test_guaranteed_no_evict_admits_only_whole_reservations(registry, tiny_model):
+    # ~150 blocks of 16 tokens (TIGHT): one 1000 + 400 token sequence fits, two do not
+    wl = {"type": "closed_loop", "concurrency": 2, "num_requests": 2, "isl": 1000, "osl": 400}
+    no_evict = run(serving_scenario(tiny_model, wl, device=TIGHT, batching="guaranteed_no_evict", **TIGHT_STAGE),
+                   registry=registry)
+    first, second = no_evict.request_rows()
+    assert second["first_token_s"] > first["finish_s"]  # waited for the whole reservation
+    assert no_evict.summary["preemptions"] == 0
+    chunked = run(serving_scenario(tiny_model, wl, device=TIGHT, batching="chunked_prefill", **TIGHT_STAGE),
+                  registry=registry)
+    a, b = chunked.request_rows()
+    assert b["first_token_s"] < a["finish_s"]  # admitted at once, paid for with preemption
+    assert chunked.summary["preemptions"] > 0

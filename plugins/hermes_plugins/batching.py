@@ -8,6 +8,8 @@ admitted running sequence when blocks run out.
 
 from __future__ import annotations
 
+from collections import deque
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from hermes_core import Batch, BatchingPolicy, SchedulerState, hookimpl
@@ -173,9 +175,40 @@ class ChunkedPrefill(BatchingPolicy):
         return batch if batch.seqs else None
 
 
+class GuaranteedNoEvict(ChunkedPrefill):
+    """Chunked prefill that admits a request only when the KV blocks of its whole sequence
+    (prompt + output tokens) can be reserved, so a running request is never preempted:
+    TensorRT-LLM's default capacity scheduler (``CapacitySchedulerPolicy.GUARANTEED_NO_EVICT``).
+    Running sequences are served as in :class:`ChunkedPrefill` (decodes first, then
+    prefill chunks within the token budget); their blocks are already reserved.
+    """
+
+    Config = ChunkedPrefillConfig
+
+    def schedule(self, state: SchedulerState) -> Batch | None:
+        lim, kv = state.limits, state.kv
+        waiting, running = state.waiting, state.running
+        # admit whole reservations first, FIFO, while they fit; prefill happens below
+        while waiting and len(running) < lim.max_num_seqs:
+            seq = waiting[0]
+            full = seq.req.prompt_tokens + seq.req.output_tokens - seq.num_computed
+            if not kv.try_allocate(seq, full):
+                break
+            waiting.popleft()
+            running.append(seq)
+        # the requests still waiting did not fit whole: keep them out of the chunked pass
+        state.waiting = deque()
+        try:
+            return ChunkedPrefill.schedule(self, state)
+        finally:
+            waiting.extend(state.waiting)  # nothing is preempted here, but keep any
+            state.waiting = waiting
+
+
 @hookimpl
 def hermes_register_batching_policies(register):
-    """Register ``static``, ``continuous`` and ``chunked_prefill``."""
+    """Register ``static``, ``continuous``, ``chunked_prefill`` and ``guaranteed_no_evict``."""
     register("chunked_prefill", ChunkedPrefill)
     register("continuous", ContinuousBatching)
+    register("guaranteed_no_evict", GuaranteedNoEvict)
     register("static", StaticBatching)

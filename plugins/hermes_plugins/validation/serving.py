@@ -200,8 +200,10 @@ ENGINES: dict[str, EngineProfile] = {
         default_max_num_batched_tokens=8192,
         aiconfigurator_max_num_batched_tokens=lambda b, isl: -(-(b + isl + 500) // 32) * 32,
         max_num_seqs=2048, gpu_memory_utilization=0.9,
+        batching={"type": "guaranteed_no_evict"},
         source="defaults: TensorRT-LLM LLM API (max_num_tokens 8192, max_batch_size 2048, KV "
-               "cache 0.9 of free memory, overlap scheduler); aiconfigurator: "
+               "cache 0.9 of free memory, overlap scheduler, capacity scheduler policy "
+               "GUARANTEED_NO_EVICT: a request starts only when its whole KV fits); aiconfigurator: "
                "generator/rule_plugin/trtllm.rule, agg max_num_tokens = batch_size + isl + 500 "
                "rounded up to 32; in-flight batching of context and generation requests",
     ),
