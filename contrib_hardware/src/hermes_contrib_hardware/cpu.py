@@ -53,9 +53,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hermes_core import HardwareNode, dtype_bytes, roofline_time
+from hermes_core import dtype_bytes
 
-from .tpu import pad
+from .roofline import PaddedRoofline, pad
 
 GiB = 2**30
 #: AMX tile: 16 rows of 64 bytes.
@@ -125,7 +125,7 @@ class CPUConfig(BaseModel):
         return self
 
 
-class CPUSocket(HardwareNode):
+class CPUSocket(PaddedRoofline):
     """One CPU socket, built by hermes as ``CPUSocket(CPUConfig)`` (see the module
     docstring for the cost model and the figures' sources)."""
 
@@ -148,16 +148,6 @@ class CPUSocket(HardwareNode):
         self._overhead = config.kernel_overhead_us * 1e-6
         self.provenance = p.source + "; efficiencies 1.0 unless set (not fitted)"
 
-    def peak_flops(self, dtype: str) -> float:
-        """Peak FLOP/s for ``dtype`` (AMX for bf16/int8, AVX-512 for fp32); ``ValueError``
-        naming the available ones."""
-        try:
-            return self._peaks[dtype]
-        except KeyError:
-            raise ValueError(
-                f"{self.name} has no {dtype} peak; available: {', '.join(sorted(self._peaks))}"
-            ) from None
-
     def gemm_flops(self, m, n, k, dtype: str) -> np.ndarray:
         """FLOP spent on ``m x k @ k x n``: AMX dtypes pad ``m``, ``n`` to 16 and ``k`` to
         ``64 / dtype bytes``; other dtypes are not padded."""
@@ -166,29 +156,3 @@ class CPUSocket(HardwareNode):
             return 2.0 * pad(m, AMX_ROWS) * pad(n, AMX_ROWS) * pad(k, k_tile)
         return 2.0 * np.asarray(m, dtype=float) * np.asarray(n, dtype=float) * np.asarray(k, dtype=float)
 
-    def gemm_time(self, m, n, k, dtype: str):
-        """``max(padded FLOP / (peak * e_c), bytes / (BW * e_m)) + overhead``; 0 where ``m = 0``.
-        ``bytes = (m k + k n) * dtype bytes + m n * 2``."""
-        peak = self.peak_flops(dtype)
-        m = np.asarray(m, dtype=float)
-        n = np.asarray(n, dtype=float)
-        k = np.asarray(k, dtype=float)
-        nbytes = (m * k + k * n) * dtype_bytes(dtype) + m * n * 2.0
-        t = roofline_time(self.gemm_flops(m, n, k, dtype), nbytes, peak, self.memory_bandwidth,
-                          self.config.compute_efficiency, self.config.memory_efficiency, self._overhead)
-        return np.where(m > 0, t, 0.0)
-
-    def attention_time(self, flops, bytes_, phase: str, dtype: str):
-        """Plain roofline for both phases; 0 where ``flops = 0``."""
-        if phase not in ("prefill", "decode"):
-            raise ValueError(f"unknown attention phase '{phase}'; expected 'prefill' or 'decode'")
-        flops = np.asarray(flops, dtype=float)
-        t = roofline_time(flops, bytes_, self.peak_flops(dtype), self.memory_bandwidth,
-                          self.config.compute_efficiency, self.config.memory_efficiency, self._overhead)
-        return np.where(flops > 0, t, 0.0)
-
-    def memory_time(self, bytes_):
-        """``bytes / (BW * e_m) + overhead``; 0 where ``bytes = 0``."""
-        b = np.asarray(bytes_, dtype=float)
-        t = b / (self.memory_bandwidth * self.config.memory_efficiency) + self._overhead
-        return np.where(b > 0, t, 0.0)

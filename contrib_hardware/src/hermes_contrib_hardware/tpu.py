@@ -62,7 +62,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hermes_core import DTYPE_BYTES, HardwareNode, dtype_bytes, roofline_time
+from hermes_core import DTYPE_BYTES
+
+from .roofline import PaddedRoofline, pad
 
 GiB = 2**30
 
@@ -140,13 +142,7 @@ class TPUConfig(BaseModel):
         return self
 
 
-def pad(x, multiple: int) -> np.ndarray:
-    """``x`` rounded up to a multiple of ``multiple`` (``multiple = 0``: unchanged), as float."""
-    x = np.asarray(x, dtype=float)
-    return np.ceil(x / multiple) * multiple if multiple else x
-
-
-class TPU(HardwareNode):
+class TPU(PaddedRoofline):
     """One TPU chip, built by hermes as ``TPU(TPUConfig)`` (see the module docstring for the
     cost model and the figures' sources)."""
 
@@ -167,48 +163,11 @@ class TPU(HardwareNode):
         self.provenance = (f"{p.source}; efficiencies {config.compute_efficiency}/{config.memory_efficiency} "
                            "(1.0 = datasheet bound, not fitted)")
 
-    def peak_flops(self, dtype: str) -> float:
-        """Dense MXU peak (FLOP/s) for ``dtype``; ``ValueError`` naming the available ones."""
-        try:
-            return self._peaks[dtype]
-        except KeyError:
-            raise ValueError(
-                f"{self.name} has no {dtype} peak; available: {', '.join(sorted(self._peaks))}"
-            ) from None
-
-    def gemm_flops(self, m, n, k) -> np.ndarray:
-        """FLOP the MXUs spend on ``m x k @ k x n``: ``2 * pad(m, m_tile) * pad(n, mxu) *
-        pad(k, mxu)``."""
+    def gemm_flops(self, m, n, k, dtype: str = "bf16") -> np.ndarray:
+        """FLOP the MXUs spend on ``m x k @ k x n`` (any dtype): ``2 * pad(m, m_tile) *
+        pad(n, mxu) * pad(k, mxu)``."""
         c = self.config
         return 2.0 * pad(m, c.m_tile) * pad(n, c.mxu_size) * pad(k, c.mxu_size)
-
-    def gemm_time(self, m, n, k, dtype: str):
-        """``max(padded FLOP / (peak * e_c), bytes / (BW * e_m)) + overhead``; 0 where ``m = 0``.
-        ``bytes = (m k + k n) * dtype bytes + m n * 2`` (real, unpadded sizes). ``m`` is an
-        int array; ``n`` and ``k`` ints or arrays (broadcast)."""
-        m = np.asarray(m, dtype=float)
-        n = np.asarray(n, dtype=float)
-        k = np.asarray(k, dtype=float)
-        b = dtype_bytes(dtype)
-        nbytes = (m * k + k * n) * b + m * n * 2.0
-        t = roofline_time(self.gemm_flops(m, n, k), nbytes, self.peak_flops(dtype), self.memory_bandwidth,
-                          self.config.compute_efficiency, self.config.memory_efficiency, self._overhead)
-        return np.where(m > 0, t, 0.0)
-
-    def attention_time(self, flops, bytes_, phase: str, dtype: str):
-        """Plain roofline for both phases (``"prefill"``, ``"decode"``); 0 where ``flops = 0``."""
-        if phase not in ("prefill", "decode"):
-            raise ValueError(f"unknown attention phase '{phase}'; expected 'prefill' or 'decode'")
-        flops = np.asarray(flops, dtype=float)
-        t = roofline_time(flops, bytes_, self.peak_flops(dtype), self.memory_bandwidth,
-                          self.config.compute_efficiency, self.config.memory_efficiency, self._overhead)
-        return np.where(flops > 0, t, 0.0)
-
-    def memory_time(self, bytes_):
-        """``bytes / (BW * e_m) + overhead``; 0 where ``bytes = 0``."""
-        b = np.asarray(bytes_, dtype=float)
-        t = b / (self.memory_bandwidth * self.config.memory_efficiency) + self._overhead
-        return np.where(b > 0, t, 0.0)
 
     def describe(self) -> dict:
         d = super().describe()
