@@ -235,7 +235,8 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         c.name: {s.ctx.name: s.report() for s in c.stages} for c in clients.values()
     }
     summary["utilisation"] = [
-        dev for c in clients.values() for s in c.stages for dev in s.report().get("devices", [])
+        dev for per_stage in summary["clients"].values() for rep in per_stage.values()
+        for dev in rep.get("devices", [])
     ]
     reqs = list(metrics.requests)
     seen = {r.id for r in reqs}

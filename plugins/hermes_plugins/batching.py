@@ -8,8 +8,6 @@ admitted running sequence when blocks run out.
 
 from __future__ import annotations
 
-from collections import deque
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from hermes_core import Batch, BatchingPolicy, SchedulerState, hookimpl
@@ -166,13 +164,17 @@ class ChunkedPrefill(BatchingPolicy):
                     n = cap
                 if n > budget:
                     n = budget
-                if not kv.try_allocate(seq, n):
+                if not self._reserve(kv, seq, n):
                     break
                 waiting.popleft()
                 running.append(seq)
                 batch.add(seq, n)
                 budget -= n
         return batch if batch.seqs else None
+
+    def _reserve(self, kv, seq, n: int) -> bool:
+        """Reserve KV for admitting ``seq`` with a first chunk of ``n`` tokens."""
+        return kv.try_allocate(seq, n)
 
 
 class GuaranteedNoEvict(ChunkedPrefill):
@@ -185,24 +187,9 @@ class GuaranteedNoEvict(ChunkedPrefill):
 
     Config = ChunkedPrefillConfig
 
-    def schedule(self, state: SchedulerState) -> Batch | None:
-        lim, kv = state.limits, state.kv
-        waiting, running = state.waiting, state.running
-        # admit whole reservations first, FIFO, while they fit; prefill happens below
-        while waiting and len(running) < lim.max_num_seqs:
-            seq = waiting[0]
-            full = seq.req.prompt_tokens + seq.req.output_tokens - seq.num_computed
-            if not kv.try_allocate(seq, full):
-                break
-            waiting.popleft()
-            running.append(seq)
-        # the requests still waiting did not fit whole: keep them out of the chunked pass
-        state.waiting = deque()
-        try:
-            return ChunkedPrefill.schedule(self, state)
-        finally:
-            waiting.extend(state.waiting)  # nothing is preempted here, but keep any
-            state.waiting = waiting
+    def _reserve(self, kv, seq, n: int) -> bool:
+        """Admit only with the blocks of the whole sequence (prompt + output) reserved."""
+        return kv.try_allocate(seq, seq.req.prompt_tokens + seq.req.output_tokens - seq.num_computed)
 
 
 @hookimpl
