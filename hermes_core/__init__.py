@@ -15,7 +15,7 @@ from .metrics import MetricsCollector
 from .modelspec import ModelSpec, Operator
 from .plugins import Registry, default_registry, load_plugins, model_path
 from .router import Router
-from .scheduler import Batch, BatchingPolicy, BlockManager, EngineLimits, SchedulerState, Sequence
+from .scheduler import Batch, BatchingPolicy, BlockManager, EngineLimits, PrefixCache, SchedulerState, Sequence
 from .stage import Stage, StageContext
 from .topology import Topology
 from .workload import Request, Workload, make_rng
@@ -26,7 +26,7 @@ __all__ = [
     "PRIORITY_ARRIVAL", "PRIORITY_COMPLETION", "PRIORITY_DEFAULT",
     "Batch", "BatchingPolicy", "BlockManager", "CapacityError", "ConfigError", "DTYPE_BYTES",
     "EngineLimits", "HardwareNode", "HermesError", "MemoryTier", "MetricsCollector", "ModelSpec",
-    "Operator", "PluginLoadError", "Registry", "Request", "Result", "Router", "Scenario",
+    "Operator", "PluginLoadError", "PrefixCache", "Registry", "Request", "Result", "Router", "Scenario",
     "SchedulerState", "Sequence", "Simulator", "Stage", "StageContext", "Topology",
     "UnknownComponentError", "Workload", "WorkloadError", "default_registry", "dtype_bytes",
     "hookimpl", "hookspec", "load_plugins", "load_scenario", "make_rng", "model_path", "roofline_time", "run",

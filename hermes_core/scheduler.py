@@ -14,7 +14,7 @@ preemption by recompute) live here so every policy obeys the same KV invariants.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -105,6 +105,86 @@ class BlockManager:
         return self.total - self.free
 
 
+class PrefixCache:
+    """Automatic prefix caching (vLLM's APC, SGLang's RadixAttention) by prompt block hashes.
+
+    A request names its prompt's blocks with :attr:`Request.hash_ids` (one id per
+    :attr:`Request.hash_block_tokens` tokens, the last block possibly partial; equal ids at
+    the same position mean an equal prefix up to there). The cache holds up to
+    ``capacity_tokens`` tokens of blocks (each id counts ``hash_block_tokens``) and evicts
+    the least recently used ids when full, as vLLM reuses the free-but-cached blocks of its
+    KV pool in LRU order.
+
+    :meth:`lookup` gives the number of prompt tokens whose KV is found: the leading run of
+    cached block ids times the block size, at most ``prompt_tokens - 1`` (the engine always
+    computes the last prompt token, whose logits it samples from, as vLLM does). Cached blocks
+    are not shared in memory here: a hit saves the prefill compute, and the sequence still
+    holds KV blocks for its whole context (a conservative view of memory).
+
+    Counters: ``queries`` (lookups), ``queried_tokens`` and ``hit_tokens`` (prompt tokens
+    looked up and found). Raises :class:`ValueError` for a negative capacity.
+    """
+
+    __slots__ = ("capacity_tokens", "used_tokens", "_lru", "queries", "queried_tokens", "hit_tokens")
+
+    def __init__(self, capacity_tokens: int):
+        if capacity_tokens < 0:
+            raise ValueError(f"prefix cache capacity must be >= 0 tokens, got {capacity_tokens}")
+        self.capacity_tokens = capacity_tokens
+        self.used_tokens = 0
+        self._lru: OrderedDict[int, int] = OrderedDict()  # block id -> tokens it counts
+        self.queries = 0
+        self.queried_tokens = 0
+        self.hit_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def __contains__(self, block_id: int) -> bool:
+        return block_id in self._lru
+
+    def lookup(self, req: Request) -> int:
+        """Prompt tokens of ``req`` already cached (0 without ``hash_ids``); marks the
+        matched blocks as recently used."""
+        ids = req.hash_ids
+        if not ids:
+            return 0
+        lru = self._lru
+        matched = 0
+        for h in ids:
+            if h not in lru:
+                break
+            lru.move_to_end(h)
+            matched += 1
+        hit = min(matched * req.hash_block_tokens, req.prompt_tokens - 1)
+        self.queries += 1
+        self.queried_tokens += req.prompt_tokens
+        self.hit_tokens += hit
+        return hit
+
+    def insert(self, req: Request) -> None:
+        """Remember the blocks of ``req``'s prompt (after its prefill), evicting the least
+        recently used ids while more than ``capacity_tokens`` are held."""
+        ids = req.hash_ids
+        if not ids:
+            return
+        lru = self._lru
+        size = req.hash_block_tokens
+        for h in ids:
+            if h in lru:
+                lru.move_to_end(h)
+            else:
+                lru[h] = size
+                self.used_tokens += size
+        while self.used_tokens > self.capacity_tokens and lru:
+            self.used_tokens -= lru.popitem(last=False)[1]
+
+    @property
+    def hit_rate(self) -> float:
+        """``hit_tokens / queried_tokens`` (0 before any lookup)."""
+        return self.hit_tokens / self.queried_tokens if self.queried_tokens else 0.0
+
+
 class EngineLimits(BaseModel):
     """Per-step limits of a serving engine (vLLM names)."""
 
@@ -162,9 +242,9 @@ class SchedulerState:
     front, as in vLLM). ``running``: sequences admitted, in admission order.
     """
 
-    __slots__ = ("waiting", "running", "kv", "limits", "preemptions", "dropped")
+    __slots__ = ("waiting", "running", "kv", "limits", "preemptions", "dropped", "prefix_cache")
 
-    def __init__(self, kv: BlockManager, limits: EngineLimits):
+    def __init__(self, kv: BlockManager, limits: EngineLimits, prefix_cache: PrefixCache | None = None):
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.kv = kv
@@ -172,6 +252,15 @@ class SchedulerState:
         self.preemptions = 0
         #: Sequences a policy gave up on, with the reason; the engine reports them.
         self.dropped: list[Sequence] = []
+        #: Automatic prefix caching, or None when the engine runs without it.
+        self.prefix_cache = prefix_cache
+
+    def enqueue(self, seq: Sequence) -> None:
+        """Append a new sequence to ``waiting``, skipping the prompt tokens the prefix cache
+        already holds (``num_computed`` starts there)."""
+        if self.prefix_cache is not None:
+            seq.num_computed = self.prefix_cache.lookup(seq.req)
+        self.waiting.append(seq)
 
     def drop(self, seq: Sequence, reason: str) -> None:
         """Give up on ``seq`` (already removed from ``waiting``/``running`` by the caller):
@@ -181,10 +270,10 @@ class SchedulerState:
         self.dropped.append(seq)
 
     def preempt(self, seq: Sequence) -> None:
-        """Preempt ``seq`` by recompute: free its blocks, forget its computed tokens and put
-        it at the front of ``waiting``. The caller removes it from ``running``."""
+        """Preempt ``seq`` by recompute: free its blocks, forget its computed tokens (all but
+        a prefix still in the prefix cache) and put it at the front of ``waiting``. The caller removes it from ``running``."""
         self.kv.release(seq)
-        seq.num_computed = 0
+        seq.num_computed = self.prefix_cache.lookup(seq.req) if self.prefix_cache is not None else 0
         seq.req.preemptions += 1
         self.preemptions += 1
         self.waiting.appendleft(seq)

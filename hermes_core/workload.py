@@ -22,7 +22,9 @@ class Request:
 
     Times are simulated seconds. ``prompt_tokens`` is the input sequence length (ISL),
     ``output_tokens`` the number of tokens to generate (OSL, >= 1). ``hash_ids`` optionally
-    names the prompt's blocks for prefix sharing (Mooncake traces: one id per 512 tokens).
+    names the prompt's blocks for prefix sharing, one id per ``hash_block_tokens`` tokens
+    (the last block may be partial; Mooncake traces: 512), for engines with prefix caching
+    (:class:`~hermes_core.scheduler.PrefixCache`).
     Result fields are filled by the stages; ``dropped_reason`` is set when the request can
     never be served.
     """
@@ -32,6 +34,7 @@ class Request:
     prompt_tokens: int
     output_tokens: int
     hash_ids: tuple[int, ...] | None = None
+    hash_block_tokens: int = 512
     # -- results -------------------------------------------------------------------------
     first_token_time: float = -1.0
     finish_time: float = -1.0

@@ -18,6 +18,32 @@ def _closed(n=1, c=1, isl=100, osl=3):
     return {"type": "closed_loop", "concurrency": c, "num_requests": n, "isl": isl, "osl": osl}
 
 
+def test_prefix_cache_hit_skips_the_cached_prompt_hand_computed(registry, tiny_model):
+    """Two requests with the same prompt (one dataset entry) on an engine with prefix
+    caching: the second computes only its last prompt token, on 99 cached tokens, so its
+    first step costs what a decode on 99 cached tokens costs. Without prefix caching both
+    pay the full prefill."""
+    emb = lambda T: T * 2 * 256 * 2 / BW  # noqa: E731
+
+    def decode(ctx):
+        kv = ctx + 1
+        return 2 * (layer_linear(1) + rl(4 * 4 * 64 * kv, kv * 512 + 1024)) + emb(1) + head(1)
+
+    pairs = 100 * 101 // 2
+    prefill = 2 * (layer_linear(100) + rl(4 * 4 * 64 * pairs, 100 * 512 + 100 * 1024)) + emb(100) + head(1)
+    wl = {**_closed(n=2), "num_prompts": 1}
+    res = run(serving_scenario(tiny_model, wl, prefix_caching=True), registry=registry)
+    first, second = res.request_rows()
+    assert first["ttft_ms"] == pytest.approx(prefill * 1e3, rel=1e-9)
+    assert second["ttft_ms"] == pytest.approx(decode(99) * 1e3, rel=1e-9)
+    assert second["e2e_ms"] == pytest.approx((decode(99) + decode(100) + decode(101)) * 1e3, rel=1e-9)
+    report = res.summary["clients"]["c"]["c/0"]
+    assert report["prefix_cache_hit_tokens"] == 99
+    assert report["prefix_cache_hit_rate"] == pytest.approx(99 / 200)
+    cold = run(serving_scenario(tiny_model, wl), registry=registry)
+    assert [r["ttft_ms"] for r in cold.request_rows()] == pytest.approx([prefill * 1e3] * 2, rel=1e-9)
+
+
 def test_single_request_latencies_match_hand_computed_steps(registry, tiny_model):
     res = run(serving_scenario(tiny_model, _closed()), registry=registry)
     emb = lambda T: T * 2 * 256 * 2 / BW  # noqa: E731

@@ -528,3 +528,44 @@ def test_closed_loop_config_errors():
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         ClosedLoop.Config(concurrency=0, isl=1, osl=1)
     assert ClosedLoop.Config(concurrency=2, isl=1, osl=1, warmup_requests=3).total_requests == 20
+
+
+def test_closed_loop_dataset_entries_repeat_with_shared_block_ids():
+    """``num_prompts``: requests reuse a fixed set of prompts; a repeated entry carries the
+    same hash ids (and lengths), distinct entries share none."""
+    server, _ = run_closed(lambda r: 1.0, concurrency=4, num_requests=30, num_prompts=10,
+                           isl={"dist": "uniform", "low": 600, "high": 1600}, osl=8)
+    sent = server.sent
+    by_ids: dict = {}
+    for r in sent:
+        assert r.hash_block_tokens == 512
+        assert len(r.hash_ids) == -(-r.prompt_tokens // 512)
+        by_ids.setdefault(r.hash_ids, set()).add(r.prompt_tokens)
+    assert len(by_ids) == 10 and all(len(v) == 1 for v in by_ids.values())
+    firsts = {ids[0] for ids in by_ids}
+    assert len(firsts) == 10  # no block shared between entries
+    # shuffle: each pass of 10 requests covers every entry once
+    for k in range(3):
+        assert len({r.hash_ids for r in sent[10 * k: 10 * k + 10]}) == 10
+    seq, _ = run_closed(lambda r: 1.0, concurrency=2, num_requests=7, num_prompts=3, isl=10, osl=1,
+                        prompt_sampling="sequential")
+    order = [r.hash_ids for r in seq.sent]
+    assert order[:3] == order[3:6] and order[6] == order[0] and len(set(order[:3])) == 3
+    plain, _ = run_closed(lambda r: 1.0, concurrency=2, num_requests=4, isl=10, osl=1)
+    assert all(r.hash_ids is None for r in plain.sent)
+
+
+def test_closed_loop_warmup_drains_before_a_burst():
+    """``drain_after_warmup``: 5 warm-up requests at concurrency 2 (one per second), then
+    the measured ones start together once the last warm-up request is done."""
+    server, _ = run_closed(lambda r: 1.0 + 0.5 * (r.id == 4), concurrency=2, num_requests=9,
+                           warmup_requests=5, drain_after_warmup=True, isl=1, osl=1)
+    t = {r.id: r.arrival_time for r in server.sent}
+    assert [t[i] for i in range(5)] == [0.0, 0.0, 1.0, 1.0, 2.0]
+    # request 3 ends at 2.0, request 4 at 3.5: nothing is sent in between
+    assert t[5] == t[6] == 3.5 and t[7] == t[8] == 4.5
+    assert server.max_in_flight == 2 and len(server.sent) == 9
+    # fewer warm-up requests than clients: the first wave is the warm-up alone
+    server, _ = run_closed(lambda r: 1.0, concurrency=4, num_requests=6, warmup_requests=1,
+                           drain_after_warmup=True, isl=1, osl=1)
+    assert [r.arrival_time for r in server.sent] == [0.0, 1.0, 1.0, 1.0, 1.0, 2.0]

@@ -664,6 +664,26 @@ class SyntheticWorkload(_ArrivalReplay):
         self._set_arrivals(times, c.isl.sample(isl_rng, times.size), c.osl.sample(osl_rng, times.size))
 
 
+#: Prompt block size of ``closed_loop`` datasets (tokens per hash id), and the id stride per
+#: dataset entry (entry ``e``'s blocks are ``e * stride + j``).
+_HASH_BLOCK = 512
+_IDS_PER_PROMPT = 1 << 24
+
+
+def _pick_entries(how: str, k: int, n: int, rng: np.random.Generator) -> list[int]:
+    """The dataset entry (``0 <= e < k``) of each of ``n`` requests: ``shuffle`` (a fresh
+    permutation per pass over the ``k`` entries, aiperf's ``ShuffleSampler``),
+    ``sequential`` (``i mod k``) or ``random`` (uniform, with replacement)."""
+    if how == "sequential":
+        return [i % k for i in range(n)]
+    if how == "random":
+        return rng.integers(0, k, size=n).tolist()
+    out: list[int] = []
+    while len(out) < n:
+        out.extend(rng.permutation(k).tolist())
+    return out[:n]
+
+
 class ClosedLoop(Workload):
     """A closed-loop benchmark client (vLLM ``benchmark_serving --max-concurrency``,
     aiconfigurator's serving points): ``concurrency`` requests start at t = 0, and each time
@@ -674,6 +694,20 @@ class ClosedLoop(Workload):
     Prompt and output lengths come from ``isl`` / ``osl`` (an int, or a :class:`LengthDist`
     drawn from ``rng`` with one independent stream each). Several completions at the same
     instant are answered by one arrival event.
+
+    With ``num_prompts`` set, requests draw from a dataset of that many distinct prompts, as
+    benchmark clients do (aiperf ``--num-dataset-entries``, default 100; vLLM
+    ``benchmark_serving --num-prompts``): each entry has its own lengths and its own prompt
+    block ids (:attr:`Request.hash_ids`, 512-token blocks), so an engine with prefix caching
+    finds a repeated prompt in its cache. ``prompt_sampling`` picks the entry of each
+    request: ``shuffle`` (aiperf's default for synthetic prompts: a new random permutation of
+    the dataset each pass), ``sequential`` (entry ``i mod num_prompts``) or ``random`` (with
+    replacement).
+
+    With ``drain_after_warmup``, the first ``warmup_requests`` requests run at
+    ``concurrency`` and the rest wait until all of them have finished, then start as one
+    burst: aiperf's separate warm-up phase ("waits for all warmup responses before starting
+    profiling", aiperf docs/tutorials/warmup.md).
     """
 
     class Config(BaseModel):
@@ -691,10 +725,26 @@ class ClosedLoop(Workload):
         num_requests: int | None = Field(
             None, ge=1, description="Total requests to send (default 10 * concurrency)."
         )
+        num_prompts: int | None = Field(
+            None, ge=1,
+            description="Distinct prompts the requests draw from (a benchmark's dataset entries; "
+            "repeats hit an engine's prefix cache). Default: every request has its own prompt.",
+        )
+        prompt_sampling: Literal["shuffle", "sequential", "random"] = Field(
+            "shuffle",
+            description="How requests pick a dataset entry when num_prompts is set: shuffle (a new "
+            "permutation each pass, aiperf's default), sequential, or random (with replacement).",
+        )
         warmup_requests: int = Field(
             0, ge=0,
-            description="How many of the first requests are warm-up. Informational: they are sent, "
-            "simulated and counted in the results like every other request (default 0).",
+            description="How many of the first requests are warm-up. They are sent, simulated and "
+            "counted in the results like every other request (default 0).",
+        )
+        drain_after_warmup: bool = Field(
+            False,
+            description="Wait until every warm-up request has finished before sending the rest, "
+            "which then start as one burst of `concurrency` requests (aiperf's warm-up phase). "
+            "Default false: no pause.",
         )
 
         @field_validator("isl", "osl", mode="before")
@@ -719,8 +769,21 @@ class ClosedLoop(Workload):
         self.config = config
         self._n = config.total_requests
         isl_rng, osl_rng = _child_rngs(rng, 2)
-        self._prompts = config.isl.sample(isl_rng, self._n).tolist()
-        self._outputs = config.osl.sample(osl_rng, self._n).tolist()
+        self._hash_ids: list[tuple[int, ...]] | None = None
+        if config.num_prompts is None:
+            self._prompts = config.isl.sample(isl_rng, self._n).tolist()
+            self._outputs = config.osl.sample(osl_rng, self._n).tolist()
+        else:
+            (pick_rng,) = _child_rngs(rng, 1)
+            k = config.num_prompts
+            isl = config.isl.sample(isl_rng, k).tolist()
+            osl = config.osl.sample(osl_rng, k).tolist()
+            ids = [tuple(e * _IDS_PER_PROMPT + j for j in range(-(-p // _HASH_BLOCK)))
+                   for e, p in enumerate(isl)]
+            entry = _pick_entries(config.prompt_sampling, k, self._n, pick_rng)
+            self._prompts = [isl[e] for e in entry]
+            self._outputs = [osl[e] for e in entry]
+            self._hash_ids = [ids[e] for e in entry]
         self._next = 0
         self._in_flight: set[int] = set()
         self._to_send = 0  # sends owed by the pending arrival event
@@ -731,7 +794,11 @@ class ClosedLoop(Workload):
         """Schedule the first ``min(concurrency, num_requests)`` requests at the current time."""
         self._sim = sim
         self._submit = submit
-        self._owe(min(self.config.concurrency, self._n))
+        c = self.config
+        first = min(c.concurrency, self._n)
+        if c.drain_after_warmup and c.warmup_requests:
+            first = min(first, c.warmup_requests)
+        self._owe(first)
 
     def _owe(self, k: int) -> None:
         if self._to_send == 0:
@@ -747,7 +814,9 @@ class ClosedLoop(Workload):
                 break
             self._next = i + 1
             self._in_flight.add(i)
-            self._submit(Request(i, now, self._prompts[i], self._outputs[i]))
+            ids = self._hash_ids[i] if self._hash_ids is not None else None
+            self._submit(Request(i, now, self._prompts[i], self._outputs[i], hash_ids=ids,
+                                 hash_block_tokens=_HASH_BLOCK))
 
     def on_request_done(self, request: Request) -> None:
         """Send the next request (at the current simulated time) if any are left. Unknown or
@@ -755,6 +824,14 @@ class ClosedLoop(Workload):
         if request.id not in self._in_flight:
             return
         self._in_flight.discard(request.id)
+        c = self.config
+        if c.drain_after_warmup and self._next <= c.warmup_requests:
+            # warm-up phase: hold the measured requests until the warm-up has drained
+            if self._next + self._to_send < c.warmup_requests:
+                self._owe(1)
+            elif not self._in_flight and self._to_send == 0:
+                self._owe(min(c.concurrency, self._n - self._next))
+            return
         if self._next + self._to_send < self._n:
             self._owe(1)
 

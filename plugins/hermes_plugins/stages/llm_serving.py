@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hermes_core import (
-    BlockManager, CapacityError, ConfigError, EngineLimits, ModelSpec, Request, SchedulerState,
+    BlockManager, CapacityError, ConfigError, EngineLimits, ModelSpec, PrefixCache, Request, SchedulerState,
     Sequence, Stage, StageContext, dtype_bytes,
 )
 from hermes_core.engine import PRIORITY_COMPLETION, PRIORITY_DEFAULT
@@ -75,7 +75,12 @@ class LLMServingConfig(BaseModel):
     false): whether the host prepares the next step while the GPU runs the current one
     (TensorRT-LLM's and SGLang's overlap schedulers, vLLM's ``--async-scheduling``), so a step
     lasts ``max(device, host)``, or runs between steps (vLLM V1 default), ``device + host``;
-    ``batching`` (policy spec, default ``{type: chunked_prefill}``).
+    ``prefix_caching`` (default false): automatic prefix caching (vLLM
+    ``--enable-prefix-caching``, SGLang's radix cache, TensorRT-LLM ``enable_block_reuse``):
+    prompt blocks named by :attr:`Request.hash_ids` are looked up when a request arrives and
+    remembered once its prefill is done, in an LRU cache as large as the KV cache
+    (:class:`~hermes_core.PrefixCache`); ``batching`` (policy spec, default
+    ``{type: chunked_prefill}``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -91,6 +96,7 @@ class LLMServingConfig(BaseModel):
     step_overhead_us: float = Field(0.0, ge=0)
     seq_overhead_us: float = Field(0.0, ge=0)
     overlap_host: bool = False
+    prefix_caching: bool = False
     batching: dict[str, Any] = Field(default_factory=lambda: {"type": "chunked_prefill"})
 
 
@@ -175,7 +181,8 @@ class LLMServing(Stage):
             )
         self.weight_bytes = weights
         self.kv_cache_bytes = kv_bytes
-        self.state = SchedulerState(BlockManager(num_blocks, config.block_size), limits)
+        prefix = PrefixCache(num_blocks * config.block_size) if config.prefix_caching else None
+        self.state = SchedulerState(BlockManager(num_blocks, config.block_size), limits, prefix)
         self.cost = StepCostModel(
             self.model, dev, tp, pp, prec.weights, prec.activations, prec.kv_cache, ctx.topology,
             ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
@@ -205,7 +212,7 @@ class LLMServing(Stage):
             self.ctx.on_done(req)
             return
         self._outstanding += 1
-        self.state.waiting.append(Sequence(req))
+        self.state.enqueue(Sequence(req))
         if not self._busy:
             # wake up after every arrival at this instant, so simultaneous requests are
             # scheduled together (as vLLM's engine loop picks up all queued requests)
@@ -266,6 +273,7 @@ class LLMServing(Stage):
         gaps: dict[float, int] = {}
         finished = False
         kv = self.state.kv
+        prefix = self.state.prefix_cache
         for seq, q in zip(batch.seqs, batch.num_new):
             seq.num_computed += q
             if seq.num_computed != seq.num_tokens:
@@ -274,6 +282,8 @@ class LLMServing(Stage):
             req.generated_tokens += 1
             if req.generated_tokens == 1:
                 req.first_token_time = now
+                if prefix is not None:
+                    prefix.insert(req)
             else:
                 last = seq.last_token_time
                 gaps[last] = gaps.get(last, 0) + 1
@@ -328,6 +338,9 @@ class LLMServing(Stage):
             "max_batch_size": self.max_batch,
             "tokens_computed": self.tokens_computed,
             "preemptions": self.state.preemptions,
+            **({"prefix_cache_hit_rate": self.state.prefix_cache.hit_rate,
+                "prefix_cache_hit_tokens": self.state.prefix_cache.hit_tokens}
+               if self.state.prefix_cache is not None else {}),
             "device": dev.describe(),
             "devices": [
                 {"device": n, "type": dev.name, "busy_fraction": busy, "mfu": mfu, "mbu": mbu}
