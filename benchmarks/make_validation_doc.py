@@ -155,7 +155,10 @@ def main() -> None:
     w("## Serving (aiconfigurator silicon format, H200 SXM)\n")
     w("Measured: ai-dynamo/aiconfigurator @ 095f58a5 `systems/silicon_sample.csv`, H200 rows: "
       "closed-loop benchmarks (aiperf, concurrency = batch_size, 20x requests after a warm-up) of vLLM, "
-      "SGLang and TensorRT-LLM; mean TTFT and mean TPOT per point.\n")
+      "SGLang and TensorRT-LLM; mean TTFT and mean TPOT per point. hermes runs the same protocol "
+      "(2C warm-up drained before 20 rounds that start as one burst; 3 rounds for points over 6M "
+      "sequence-steps) with a distinct prompt per request (the rows do not record prompt reuse; "
+      "see performance-model.md, section 7).\n")
     f = rd / "aiconfigurator_silicon_h200.csv"
     out = OUT / "serving.csv"
     cmd, wall = hermes("validate", "serving", "--format", "aiconfigurator-silicon", rel(f, rd), "--output", str(out.relative_to(ROOT)))
@@ -229,11 +232,16 @@ def main() -> None:
         "(about 4.7 us fixed cost); Vidur measured NCCL from eager PyTorch on A100 (about 48 us). The "
         "formula itself fits that data to about 6 % once its two constants are refitted.",
         "- **Serving TTFT** depends on how the benchmark's clients bunch their requests, which the data "
-        "do not record: hermes starts all clients at once and, with equal lengths, the bunches persist, "
-        "so TTFT is too high at low concurrency and too low at high concurrency. TPOT of Llama-3.1-70B "
-        "is within 5 % once each engine's per-step host time is modelled. SGLang and the 8B FP8 vLLM "
-        "rows run slower than their own measured kernels imply. TensorRT-LLM rows run the "
-        "`guaranteed_no_evict` policy (admit only whole-sequence KV reservations), as TensorRT-LLM does.",
+        "do not record: the measured phase starts as one burst and, with equal lengths, the bunches "
+        "persist in a deterministic simulation, so TTFT is too high at low concurrency and too low at "
+        "high concurrency. Simulating aiperf's own protocol (warm-up drained, 20 rounds) brought "
+        "TensorRT-LLM's TTFT from 37 % to 22 %. TPOT of Llama-3.1-70B is within 5 % once each engine's "
+        "per-step host time is modelled; TensorRT-LLM rows run the `guaranteed_no_evict` policy, as "
+        "TensorRT-LLM does. SGLang rows run slower than their own measured kernels imply. The vLLM "
+        "0.12 Llama-3.1-8B-FP8 rows imply more prefill compute than the GPU has unless prompts "
+        "repeated and hit vLLM's prefix cache; `--prompt-reuse` (100 dataset entries, each engine's "
+        "default prefix caching) brings their TPOT error from about 109 % to 24 %, and is wrong for "
+        "the Llama-3.1-70B rows, so the default stays without reuse.",
         "",
     ]
     intro_end = 3  # title, generated-by line, engines line

@@ -169,11 +169,18 @@ def test_bad_cell_names_file_line_and_column(tmp_path):
 def test_scenario_mapping_follows_the_documented_assumptions():
     points = {p.id: p for p in S.read_points(DATA)}
     trt = points["2026_04_06_llama_3_1_70b_h200_sxm_trtllm_fp8_agg_1024x1024_c4_tp8_ep1_917"]
-    sc, warm = S.scenario_for(trt)
+    sc, plan = S.scenario_for(trt)
     st = sc["clients"][0]["stage"]
+    # aiperf as aiconfigurator runs it: 2C warm-up drained before 20C measured requests,
+    # prompts drawn (shuffled) from its 100 default dataset entries
     assert sc["workload"] == {"type": "closed_loop", "concurrency": 4, "isl": 1024, "osl": 1024,
-                              "num_requests": 16, "warmup_requests": 8}
-    assert warm == 8  # four rounds of 4: two warm-up rounds, as the benchmark's 2C
+                              "num_requests": 88, "warmup_requests": 8, "drain_after_warmup": True}
+    assert (plan.warmup, plan.measured_rounds, plan.num_requests) == (8, 20, 88)
+    assert st["prefix_caching"] is False
+    # --prompt-reuse: aiperf's 100 default dataset entries, each engine's default caching
+    reuse, _ = S.scenario_for(trt, prompt_reuse=True)
+    assert reuse["workload"]["num_prompts"] == 100 and reuse["workload"]["prompt_sampling"] == "shuffle"
+    assert reuse["clients"][0]["stage"]["prefix_caching"] is False  # TensorRT-LLM: no block reuse
     assert sc["clients"][0]["device"] == {"type": "gpu", "preset": "h200_sxm"}
     assert st["model"] == "llama-3.1-70b" and st["parallelism"] == {"tp": 8, "pp": 1}
     assert st["precision"] == {"weights": "fp8", "activations": "bf16", "kv_cache": "fp8"}
@@ -182,8 +189,15 @@ def test_scenario_mapping_follows_the_documented_assumptions():
     sc, _ = S.scenario_for(trt, limits="defaults", kv="bf16")
     st = sc["clients"][0]["stage"]
     assert st["max_num_batched_tokens"] == 8192 and st["precision"]["kv_cache"] == "bf16"
-    # 22 rounds as the measured benchmark ran them: two rounds of warm-up, as aiperf's 2C
-    assert S.scenario_for(trt, num_requests=88)[1] == 8
+    vllm = next(p for p in points.values() if p.backend == "vllm")
+    assert S.scenario_for(vllm)[0]["clients"][0]["stage"]["prefix_caching"] is False
+    assert S.scenario_for(vllm, prompt_reuse=True)[0]["clients"][0]["stage"]["prefix_caching"] is True
+    # long points run 3 measured rounds; the burst round keeps its weight of 1/20
+    long = S.plan_for(128, 8192)
+    assert (long.warmup, long.measured_rounds, long.num_requests) == (256, 3, 640)
+    assert long.burst_weight == pytest.approx(1 / 20)
+    assert S.plan_for(128, 8192, rounds=20).num_requests == 22 * 128
+    assert S.plan_for(4, 1024).measured_rounds == 20
 
 
 def test_overlapped_host_time_is_max_not_sum():

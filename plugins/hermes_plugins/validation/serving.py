@@ -145,6 +145,7 @@ class EngineProfile:
     max_num_seqs: int
     gpu_memory_utilization: float
     batching: dict[str, Any] = field(default_factory=lambda: {"type": "chunked_prefill"})
+    prefix_caching: bool = True
     source: str = ""
 
     def max_num_batched_tokens(self, limits: str, batch_size: int, isl: int) -> int:
@@ -183,7 +184,9 @@ ENGINES: dict[str, EngineProfile] = {
         source="defaults: vLLM V1 EngineArgs for the OpenAI server on GPUs with >= 70 GiB "
                "(max_num_batched_tokens 8192, max_num_seqs 1024), gpu_memory_utilization 0.9; "
                "aiconfigurator: generator/rule_plugin/vllm.rule, agg max_num_tokens = "
-               "batch_size + isl + 1500; chunked prefill, decodes first",
+               "batch_size + isl + 1500; chunked prefill, decodes first; automatic prefix caching "
+               "(on by default in vLLM V1; aiconfigurator passes --no-enable-prefix-caching only "
+               "when asked)",
     ),
     "sglang": EngineProfile(
         default_max_num_batched_tokens=8192,
@@ -194,18 +197,22 @@ ENGINES: dict[str, EngineProfile] = {
                "(141 - 12 - tp/2) / 141 ~ 0.9, overlap scheduler; aiconfigurator: "
                "generator/rule_plugin/sglang.rule, max_prefill_tokens = isl + 1500 (within "
                "chunked_prefill_size) and enable_mixed_chunk (prefill chunks share a step "
-               "with the running decodes)",
+               "with the running decodes); radix cache (prefix caching) on, as SGLang's default "
+               "(aiconfigurator passes --disable-radix-cache only when asked)",
     ),
     "trtllm": EngineProfile(
         default_max_num_batched_tokens=8192,
         aiconfigurator_max_num_batched_tokens=lambda b, isl: -(-(b + isl + 500) // 32) * 32,
         max_num_seqs=2048, gpu_memory_utilization=0.9,
         batching={"type": "guaranteed_no_evict"},
+        prefix_caching=False,
         source="defaults: TensorRT-LLM LLM API (max_num_tokens 8192, max_batch_size 2048, KV "
                "cache 0.9 of free memory, overlap scheduler, capacity scheduler policy "
                "GUARANTEED_NO_EVICT: a request starts only when its whole KV fits); aiconfigurator: "
                "generator/rule_plugin/trtllm.rule, agg max_num_tokens = batch_size + isl + 500 "
-               "rounded up to 32; in-flight batching of context and generation requests",
+               "rounded up to 32; in-flight batching of context and generation requests; no KV "
+               "block reuse (aiconfigurator's extra_engine_args templates write "
+               "enable_block_reuse: false unless asked)",
     ),
 }
 
@@ -375,40 +382,73 @@ def unsupported_reason(p: Point) -> str | None:
     return None
 
 
-def default_requests(concurrency: int) -> tuple[int, int]:
-    """``(num_requests, warmup_requests)`` for a point: three rounds of ``concurrency``
-    requests, at least 16 requests; the warm-up (:func:`warmup_for`) is the first round, or
-    the first two when the 16-request minimum makes four rounds or more. The first round
-    starts as one burst, which no later round repeats; the rounds after the warm-up are the
-    measured steady state."""
-    n = max(3 * concurrency, 16)
-    return n, warmup_for(concurrency, n)
+#: The measured benchmark (aiconfigurator ``bench_run.sh.j2`` with aiperf's defaults):
+#: ``--warmup-request-count 2C``, ``--num-requests 20C``, synthetic prompts drawn from
+#: aiperf's default 100 dataset entries (``--num-dataset-entries``, shuffle sampling), and a
+#: warm-up phase that drains before the measured phase starts.
+WARMUP_ROUNDS = 2
+MEASURED_ROUNDS = 20
+DATASET_ENTRIES = 100
+
+#: Largest ``requests x osl`` simulated per point: above it, :func:`plan_for` simulates
+#: :data:`SHORT_ROUNDS` measured rounds instead of 20 (see :func:`plan_for`).
+SEQUENCE_STEP_BUDGET = 6_000_000
+SHORT_ROUNDS = 3
 
 
-def warmup_for(concurrency: int, num_requests: int) -> int:
-    """Warm-up requests (not measured) of a point simulated with ``num_requests``: two rounds
-    as the measured benchmarks had (aiperf ``--warmup-request-count 2C``) when at least four
-    rounds are simulated, else one round, and never more than half the requests."""
-    rounds = 2 if num_requests >= 4 * concurrency else 1
-    return min(rounds * concurrency, num_requests // 2)
+@dataclass(frozen=True)
+class Plan:
+    """How one point is simulated: ``warmup`` requests (drained before the rest start),
+    then ``measured_rounds`` rounds of ``concurrency`` requests. ``burst_weight`` is the
+    weight of the first measured round (the burst that starts the measured phase) in the
+    means: ``1 / 20`` as in the benchmark; when fewer rounds are simulated, the other
+    rounds stand for the remaining 19 of 20."""
+
+    concurrency: int
+    warmup: int
+    measured_rounds: int
+
+    @property
+    def num_requests(self) -> int:
+        return self.warmup + self.measured_rounds * self.concurrency
+
+    @property
+    def burst_weight(self) -> float:
+        return 1.0 / MEASURED_ROUNDS
 
 
-def scenario_for(p: Point, num_requests: int | None = None, limits: str = "aiconfigurator",
-                 kv: str = "auto") -> tuple[dict[str, Any], int]:
-    """``(scenario dict, warm-up requests)`` for a supported row, with the engine limits
-    ``limits`` (one of :data:`ENGINE_LIMITS`) and KV-cache dtype ``kv`` (one of
-    :data:`KV_CACHE_DTYPES`)."""
+def plan_for(concurrency: int, osl: int, rounds: int | None = None) -> Plan:
+    """The :class:`Plan` of a point with ``concurrency`` clients and ``osl`` output tokens:
+    the benchmark as it ran (2C warm-up, 20 measured rounds) when ``22 C osl`` is at most
+    :data:`SEQUENCE_STEP_BUDGET`, else :data:`SHORT_ROUNDS` measured rounds (the rounds
+    after the first are alike: equal lengths, and from ``2C >= 100`` on, every measured
+    prompt is a repeat of the dataset). ``rounds`` forces the number of measured rounds."""
+    warm = WARMUP_ROUNDS * concurrency
+    if rounds is None:
+        full = (warm + MEASURED_ROUNDS * concurrency) * osl <= SEQUENCE_STEP_BUDGET
+        rounds = MEASURED_ROUNDS if full else SHORT_ROUNDS
+    return Plan(concurrency, warm, rounds)
+
+
+def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigurator",
+                 kv: str = "auto", prompt_reuse: bool = False) -> tuple[dict[str, Any], Plan]:
+    """``(scenario dict, plan)`` for a supported row, with the engine limits ``limits`` (one
+    of :data:`ENGINE_LIMITS`), KV-cache dtype ``kv`` (one of :data:`KV_CACHE_DTYPES`) and
+    ``rounds`` measured rounds (default :func:`plan_for`). ``prompt_reuse``: the clients
+    draw their prompts from aiperf's :data:`DATASET_ENTRIES` default dataset entries and the
+    engine runs its default prefix caching (:attr:`EngineProfile.prefix_caching`); off
+    (default), every request has a prompt of its own."""
     eng = ENGINES[p.backend]
     C = p.batch_size
-    n, warm = default_requests(C)
-    if num_requests is not None:
-        n, warm = num_requests, warmup_for(C, num_requests)
+    plan = plan_for(C, p.osl, rounds)
     weights = GEMM_PRECISION[p.gemm_quant_mode]
     return {
         "name": f"{p.id}",
         "seed": 0,
         "workload": {"type": "closed_loop", "concurrency": C, "isl": p.isl, "osl": p.osl,
-                     "num_requests": n, "warmup_requests": warm},
+                     "num_requests": plan.num_requests, "warmup_requests": plan.warmup,
+                     "drain_after_warmup": True,
+                     **({"num_prompts": DATASET_ENTRIES, "prompt_sampling": "shuffle"} if prompt_reuse else {})},
         "clients": [{
             "name": "engine",
             "device": {"type": "gpu", "preset": SYSTEMS[p.system]},
@@ -427,43 +467,59 @@ def scenario_for(p: Point, num_requests: int | None = None, limits: str = "aicon
                 "step_overhead_us": HOST_TIME[p.backend][0],
                 "seq_overhead_us": HOST_TIME[p.backend][1],
                 "overlap_host": HOST_TIME[p.backend][2],
+                "prefix_caching": prompt_reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
             },
         }],
-    }, warm
+    }, plan
 
 
 @dataclass(frozen=True)
 class Options:
-    """How points are simulated: ``num_requests`` per point (``None``: :func:`default_requests`),
-    engine ``limits`` (:data:`ENGINE_LIMITS`) and KV-cache dtype ``kv`` (:data:`KV_CACHE_DTYPES`)."""
+    """How points are simulated: ``rounds`` measured rounds per point (``None``:
+    :func:`plan_for`), engine ``limits`` (:data:`ENGINE_LIMITS`), KV-cache dtype ``kv``
+    (:data:`KV_CACHE_DTYPES`) and ``prompt_reuse`` (see :func:`scenario_for`)."""
 
-    num_requests: int | None = None
+    rounds: int | None = None
     limits: str = "aiconfigurator"
     kv: str = "auto"
+    prompt_reuse: bool = False
 
 
 def simulate(p: Point, opts: Options = Options()) -> tuple[float, float]:
-    """Mean TTFT and TPOT (ms) of the requests after the warm-up. Raises
-    :class:`HermesError` when the point cannot run (the model does not fit, requests are
-    dropped)."""
-    scenario, warm = scenario_for(p, opts.num_requests, opts.limits, opts.kv)
+    """Mean TTFT and TPOT (ms) of the measured requests, the first measured round weighted
+    as in the benchmark (:attr:`Plan.burst_weight`). Raises :class:`HermesError` when the
+    point cannot run (the model does not fit, requests are dropped)."""
+    scenario, plan = scenario_for(p, opts.rounds, opts.limits, opts.kv, opts.prompt_reuse)
     result = api.run(scenario)
-    ttft, tpot, dropped = [], [], Counter()
+    first_end = plan.warmup + plan.concurrency
+    parts: dict[bool, tuple[list[float], list[float]]] = {True: ([], []), False: ([], [])}
+    dropped: Counter = Counter()
     for r in result.requests:
         if r.dropped_reason:
             dropped[r.dropped_reason.split(":")[0]] += 1
             continue
-        if r.id < warm or r.finish_time < 0:
+        if r.id < plan.warmup or r.finish_time < 0:
             continue
+        ttft, tpot = parts[r.id < first_end]
         ttft.append(r.first_token_time - r.arrival_time)
         if r.generated_tokens > 1:
             tpot.append((r.finish_time - r.first_token_time) / (r.generated_tokens - 1))
     if dropped:
         raise HermesError("requests dropped: " + ", ".join(f"{k} ({v})" for k, v in dropped.items()))
-    if not ttft:
+    if not parts[True][0]:
         raise HermesError("no request completed after the warm-up")
-    return float(np.mean(ttft) * 1e3), float(np.mean(tpot) * 1e3) if tpot else float("nan")
+
+    def mean(i: int) -> float:
+        burst, rest = parts[True][i], parts[False][i]
+        if not burst and not rest:
+            return float("nan")
+        if not rest or not burst:
+            return float(np.mean(burst or rest)) * 1e3
+        w = plan.burst_weight
+        return (w * float(np.mean(burst)) + (1 - w) * float(np.mean(rest))) * 1e3
+
+    return mean(0), mean(1)
 
 
 def _short_reason(reason: str) -> str:
@@ -556,8 +612,8 @@ def _cpus() -> int:
 
 def _cost(p: Point) -> float:
     """Rough simulation cost of a point (sequence-steps simulated)."""
-    n, _ = default_requests(p.batch_size or 1)
-    return n * (p.osl + p.isl / 512)
+    plan = plan_for(p.batch_size or 1, p.osl)
+    return plan.num_requests * (p.osl + p.isl / 512)
 
 
 def print_unsupported(console: Console, unsupported: Sequence[tuple[str, str]], total: int) -> None:
@@ -588,14 +644,13 @@ listed with the reason. Prints the median and mean absolute percentage error (AP
 TTFT and mean TPOT per model, backend and system and overall, and writes one CSV row per
 file row (predicted, measured, APE, or the reason it was not simulated).
 
-Requests per point: by default three rounds of the concurrency C (3C requests, at least 16).
-The first round (two when the 16-request minimum makes four or more) is warm-up and not
-measured: it starts as one burst that no later round repeats. The measured benchmarks sent
-20C requests after 2C of warm-up; three rounds keep the whole 967-row file to about one
-minute on two cores (--jobs), and eight rounds (3x the time) move the overall median APE
-by 1 point (TTFT) and 5 points (TPOT, mostly SGLang points at concurrency 80-512).
---requests-per-point N sets the total instead (warm-up: two rounds when N >= 4C, else one,
-at most N/2), e.g. 22 x C to simulate the benchmark as it ran.
+Each point is simulated as the benchmark ran (aiconfigurator's bench_run.sh with aiperf):
+2C warm-up requests, drained before 20 measured rounds of C requests start as one burst.
+Points whose 22 x C x osl exceeds 6M sequence-steps run 3 measured rounds instead, the
+first (burst) round weighted 1/20 in the means as in the benchmark. --rounds R sets the
+measured rounds of every point. The file does not record whether prompts repeated: by
+default every request has a distinct prompt; --prompt-reuse draws them from aiperf's 100
+default dataset entries, with each engine's default prefix caching.
 """
 
 
@@ -609,8 +664,9 @@ at most N/2), e.g. 22 x C to simulate the benchmark as it ran.
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("hermes-out/validate-serving.csv"), show_default=True,
               help="Per-row CSV to write.")
-@click.option("--requests-per-point", type=click.IntRange(min=2), default=None,
-              help="Requests simulated per point (default 3 x concurrency, at least 16).")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Measured rounds of C requests per point (default 20, or 3 for points "
+                   "longer than 6M sequence-steps).")
 @click.option("--engine-limits", type=click.Choice(ENGINE_LIMITS), default="aiconfigurator",
               show_default=True,
               help="Token budget per engine step: the one aiconfigurator's generator writes into "
@@ -618,10 +674,14 @@ at most N/2), e.g. 22 x C to simulate the benchmark as it ran.
 @click.option("--kv-cache-dtype", "kv_choice", type=click.Choice(KV_CACHE_DTYPES), default="auto", show_default=True,
               help="KV-cache precision; auto: the backend's default (TensorRT-LLM: fp8 for FP8 "
                    "checkpoints; vLLM, SGLang: bf16).")
+@click.option("--prompt-reuse/--no-prompt-reuse", default=False, show_default=True,
+              help="Clients draw prompts from aiperf's 100 default dataset entries and engines "
+                   "run their default prefix caching (vLLM, SGLang on; TensorRT-LLM off, as "
+                   "aiconfigurator configures it). Default: every request a distinct prompt.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Points simulated in parallel processes (default: the CPUs available).")
 def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path,
-                    requests_per_point: int | None, engine_limits: str, kv_choice: str,
+                    rounds: int | None, engine_limits: str, kv_choice: str, prompt_reuse: bool,
                     jobs: int | None) -> None:
     points = read_points(file)
     flt = parse_filters(file, filters, points[0].raw.keys())
@@ -638,7 +698,7 @@ def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path
     with bar:
         task = bar.add_task("points", total=len(points), label="")
         rows, unsupported = validate_points(
-            points, Options(requests_per_point, engine_limits, kv_choice), jobs or _cpus(),
+            points, Options(rounds, engine_limits, kv_choice, prompt_reuse), jobs or _cpus(),
             progress=lambda p: bar.update(task, advance=1, label=p.id[:60]),
         )
     wall = time.perf_counter() - t0
