@@ -161,6 +161,10 @@ def main(argv=None) -> None:
         },
         "not_fitted": {"memory_kernels": "no elementwise-kernel table in the source; hand-set value kept"},
     }
+    if args.out.exists():  # keep the MoE factors benchmarks/fit_moe_efficiency.py wrote
+        previous = json.loads(args.out.read_text())
+        if "moe" in previous:
+            result["moe"] = previous["moe"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -302,3 +302,89 @@ def test_full_parquet_tables_priced_exactly(tmp_path):
     assert 1.4e-3 < t < 1.7e-3
     assert dev.pricing_sources()["gemm"] == {"measured": 1, "modelled": 0}
     assert Counter(n.split(":")[0] for n in dev.profile.notes)["gemm bf16"] == 1
+
+
+# ---------------------------------------------------------------- MoE layers (H200)
+
+MOE = Path(__file__).resolve().parents[1] / "plugins" / "hermes_plugins" / "data" / "aiconfigurator_h200"
+SGLANG_MOE = MOE / "sglang_0.5.6.post2"
+QWEN3 = dict(hidden=4096, inter=1536, topk=8, experts=128)  # Qwen3-235B-A22B's experts
+
+
+@pytest.fixture(scope="module")
+def moe_dev():
+    return ProfiledGPU(ProfiledGPUConfig(tables=str(SGLANG_MOE), preset="h200_sxm", moe_dtype="fp8_block"))
+
+
+def _moe_rows(path, tp, dtype):
+    import csv
+    with open(path / "moe_perf.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["moe_tp_size"] == str(tp) and r["moe_dtype"] == dtype]
+    return {int(r["num_tokens"]): float(r["latency"]) * 1e-3 for r in rows}
+
+
+def test_moe_table_is_read_with_its_shape_columns():
+    t = load_aiconfigurator([SGLANG_MOE])["moe"]
+    assert len(t) == 336  # 28 token counts x 6 TP degrees x 2 dtypes
+    assert set(t.cols["dtype"]) == {"bf16", "fp8_block"}
+    assert set(t.cols["tp"]) == {1, 2, 4, 8, 16, 32}
+    assert set(t.cols["hidden"]) == {4096} and set(t.cols["experts"]) == {128}
+
+
+def test_moe_layer_is_measured_at_measured_token_counts(moe_dev):
+    meas = _moe_rows(SGLANG_MOE, 2, "fp8_block")
+    tokens = np.array(sorted(meas), dtype=float)
+    t, ok = moe_dev.moe_time(tokens, tp=2, dtype="fp8", **QWEN3)
+    assert ok.all()
+    np.testing.assert_allclose(t, [meas[int(x)] for x in tokens], rtol=1e-12)
+    # hand-checked row of the source table: 1024 tokens, TP2, fp8_block: 0.469 ms
+    assert meas[1024] == pytest.approx(0.469e-3, rel=0.01)
+
+
+def test_moe_layer_interpolates_between_and_falls_back_outside(moe_dev):
+    meas = _moe_rows(SGLANG_MOE, 4, "fp8_block")
+    t, ok = moe_dev.moe_time(np.array([1000.0, 1024.0, 1100.0, 0.0, 30000.0]), tp=4, dtype="fp8", **QWEN3)
+    assert ok.tolist() == [True, True, True, False, False]  # 0 tokens: nothing; 30000 > 20480
+    assert meas[768] < t[0] < meas[1024] < t[2] < meas[1536]
+    before = moe_dev.pricing_sources()["moe"]["modelled"]
+    _, ok = moe_dev.moe_time(np.array([64.0]), tp=4, dtype="fp8", hidden=7168, inter=2048, topk=8, experts=256)
+    assert not ok.any()  # another model's experts: not in the table
+    assert moe_dev.pricing_sources()["moe"]["modelled"] == before + 1
+
+
+def test_moe_dtype_defaults_to_the_weight_precision():
+    plain = ProfiledGPU(ProfiledGPUConfig(tables=str(SGLANG_MOE), preset="h200_sxm"))
+    _, ok = plain.moe_time(np.array([64.0]), tp=2, dtype="fp8", **QWEN3)
+    assert not ok.any()  # the table has fp8_block and bf16 rows, no per-tensor fp8
+    t, ok = plain.moe_time(np.array([64.0]), tp=2, dtype="bf16", **QWEN3)
+    assert ok.all() and t[0] == pytest.approx(_moe_rows(SGLANG_MOE, 2, "bfloat16")[64], rel=1e-12)
+
+
+def test_step_cost_prices_moe_layers_from_the_table(moe_dev):
+    """A one-token decode of Qwen3-235B-A22B at TP2: the MoE layer costs what the table
+    measured (0.056 ms), not the model's grouped-GEMM estimate."""
+    from hermes_core import ModelSpec, Topology
+    from hermes_plugins.models import catalog_path
+    from hermes_plugins.stages.step_cost import StepCostModel
+
+    m = ModelSpec.from_file(catalog_path("qwen3-235b-a22b"))
+    names = ["d0", "d1"]
+    cost = StepCostModel(m, moe_dev, 2, 1, "fp8", "bf16", "bf16", Topology.single_switch(names, 1e11, 1e-6),
+                         names, 64, 8)
+    op = next(o for o in m.layer_operators(2, moe=True) if o.kind == "moe")
+    t, _, _ = cost._moe(op, np.array([1, 64]), "fp8", 2)
+    meas = _moe_rows(SGLANG_MOE, 2, "fp8_block")
+    np.testing.assert_allclose(t, [meas[1], meas[64]], rtol=1e-12)
+
+
+def test_wide_ep_moe_tables_in_a_directory_are_ignored(tmp_path):
+    d = tmp_path / "tables"
+    d.mkdir()
+    text = (SGLANG_MOE / "moe_perf.csv").read_text()
+    (d / "moe_perf.csv").write_text(text)
+    # aiconfigurator's wide-EP tables have the same columns with op_name moe_context
+    (d / "wideep_context_moe_perf.csv").write_text(text.replace(",moe,", ",moe_context,"))
+    t = load_aiconfigurator([d])["moe"]
+    assert len(t) == 336
+    with pytest.raises(TableError, match="wideep_context_moe_perf.csv: not an aiconfigurator per-operator table"):
+        load_aiconfigurator([d / "wideep_context_moe_perf.csv"])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hermes_core import ConfigError, api
@@ -228,7 +229,8 @@ def test_moe_experts_are_one_grouped_gemm():
     from hermes_plugins.stages.step_cost import StepCostModel
 
     m = ModelSpec.from_file(catalog_path("qwen3-235b-a22b"))
-    dev = GPU(GPUConfig(preset="h200_sxm"))
+    # the plain grouped GEMM: no fused-MoE efficiency or per-layer routing time
+    dev = GPU(GPUConfig(preset="h200_sxm", efficiency={"moe_compute": 1.0, "moe_launch_us": 0.0}))
     names = ["d0", "d1"]
     cost = StepCostModel(m, dev, 2, 1, "fp8", "bf16", "fp8", Topology.single_switch(names, 1e11, 1e-6),
                          names, 64, 8)
@@ -238,3 +240,56 @@ def test_moe_experts_are_one_grouped_gemm():
     stream = weights / (dev.memory_bandwidth * dev.eff.gemm_memory)
     assert nbytes[0] >= weights
     assert stream < t[0] < stream + 3 * dev.eff.launch_us * 1e-6 + 2e-6
+
+
+def test_moe_efficiency_factors():
+    """``moe_launch_us`` adds exactly its time to every MoE layer; ``moe_compute`` divides
+    the compute-bound expert GEMMs' time (a large prefill) but leaves a one-token decode,
+    which streams the expert weights, nearly unchanged."""
+    from hermes_plugins.devices import GPU, GPUConfig
+    from hermes_plugins.stages.step_cost import moe_layer_time
+
+    def t(tokens, **eff):
+        dev = GPU(GPUConfig(preset="h200_sxm", efficiency={"moe_compute": 1.0, "moe_launch_us": 0.0, **eff}))
+        return moe_layer_time(dev, np.array([tokens]), 4096, 768, 128, 8, "fp8")[0]
+
+    assert t(64, moe_launch_us=25.0) - t(64) == pytest.approx(25e-6)
+    assert t(0, moe_launch_us=25.0) == 0.0
+    assert 1.7 < t(16384, moe_compute=0.5) / t(16384) <= 2.0  # the activation kernel is not scaled
+    assert t(1, moe_compute=0.5) / t(1) < 1.1
+
+
+MOE_TABLES = Path(__file__).resolve().parents[1] / "plugins" / "hermes_plugins" / "data" / "aiconfigurator_h200"
+
+
+def test_device_tables_price_a_backend_on_measured_moe_layers(tmp_path):
+    """--device-tables sglang=... runs SGLang's rows on gpu_profiled with SGLang's measured
+    fused-MoE layers (block-FP8 rows for the FP8 Qwen3 checkpoint); other backends stay on
+    the analytic model."""
+    tables = S.parse_device_tables([f"sglang={MOE_TABLES / 'sglang_0.5.6.post2'}"])
+    assert tables == (("sglang", str((MOE_TABLES / "sglang_0.5.6.post2").resolve())),)
+    points = S.read_points(DATA)
+    qwen = next(p for p in points if p.backend == "sglang" and "Qwen3" in p.model_path)
+    other = next(p for p in points if p.backend != "sglang" and S.unsupported_reason(p) is None)
+    sc, _ = S.scenario_for(qwen, tables=dict(tables))
+    assert sc["clients"][0]["device"] == {"type": "gpu_profiled", "preset": "h200_sxm",
+                                          "tables": tables[0][1], "moe_dtype": "fp8_block"}
+    assert S.scenario_for(other, tables=dict(tables))[0]["clients"][0]["device"]["type"] == "gpu"
+    row = S.validate_point(qwen, S.Options(tables=tables))
+    plain = S.validate_point(qwen)
+    assert row["status"] == "simulated"
+    assert row["tpot_predicted"] != pytest.approx(plain["tpot_predicted"], rel=1e-3)
+    assert row["tpot_ape"] < 20  # measured 15.0 ms
+    engine = api.run(sc).summary["clients"]["engine"]["engine/0"]
+    sources = engine["device"]["pricing_sources"]
+    assert sources["moe"]["measured"] > 0 and sources["gemm"]["measured"] == 0  # MoE tables only
+
+
+@pytest.mark.parametrize("spec, msg", [
+    ("sglang", "expected BACKEND=PATH"),
+    ("tgi=x", "unknown backend 'tgi'; allowed: vllm, sglang, trtllm"),
+    ("vllm=/no/such/dir", "no such file or directory"),
+])
+def test_device_tables_bad_spec_is_one_clear_error(spec, msg):
+    with pytest.raises(ConfigError, match=msg):
+        S.parse_device_tables([spec])

@@ -131,7 +131,15 @@ SCHEMAS: dict[str, Schema] = {s.kind: s for s in (
     Schema("allreduce", ("num_gpus", "message_size", "latency"),
            ("op_name", "kernel_source", "allreduce_dtype", "nccl_dtype"), ("all_reduce",),
            ("allreduce", "all_reduce", "nccl"), "collective latency per (num_gpus, message_size in elements)"),
+    Schema("moe", ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "latency"),
+           ("moe_dtype", "kernel_source", "moe_ep_size", "distribution"), ("moe",), ("moe_perf",),
+           "fused MoE layer latency per (num_tokens, hidden_size, inter_size, topk, num_experts, moe_tp_size)"),
 )}
+
+#: Expert-routing distribution picked when a MoE table measured several (first present):
+#: aiconfigurator's own default for its models (``power_law`` with alpha 1.01, its SDK's
+#: ``workload_distribution``), then uniform routing.
+PREFERRED_DISTRIBUTIONS = ("power_law_1.01", "balanced")
 
 #: Kernel picked when a table holds several for the same operator and dtype (first present).
 PREFERRED_KERNELS: dict[str, tuple[str, ...]] = {
@@ -139,6 +147,8 @@ PREFERRED_KERNELS: dict[str, tuple[str, ...]] = {
     "context_attention": ("vllm_flash_attn_fa3",),
     "generation_attention": ("vllm_flash_attn_fa3",),
     "allreduce": ("vLLM_custom_graph", "NCCL"),
+    # the fused Triton MoE kernel vLLM and SGLang run for 16-bit and FP8 experts
+    "moe": ("sglang_fused_moe_triton", "vllm_fused_moe"),
 }
 
 #: Table dtype names to hermes precisions; element sizes of collective dtypes.
@@ -155,6 +165,8 @@ class Table:
     ``cols``: for ``gemm`` m, n, k, dtype; for ``context_attention`` batch, isl, heads,
     kv_heads, head_dim, kv_dtype; for ``generation_attention`` the same with ``step`` (KV
     length including the new token) for ``isl``; for ``allreduce`` num_gpus, nbytes, dtype;
+    for ``moe`` tokens, hidden, inter (the unsharded expert intermediate size), topk,
+    experts, tp (the experts' tensor-parallel degree), dtype, distribution;
     every kind also ``kernel``, ``latency_s`` and the table's own ``latency_ms``. ``files``: where the rows came from;
     ``notes``: the choices made while reading (kernel, filters), for provenance.
     """
@@ -180,6 +192,7 @@ def classify(path: Path, cols: dict[str, np.ndarray]) -> str | None:
         for s in SCHEMAS.values():
             if ops & set(s.op_names):
                 return s.kind
+        return None  # an operator hermes does not read (e.g. moe_context of wide-EP tables)
     name = path.name.lower()
     for s in SCHEMAS.values():
         if any(h in name for h in s.name_hints):
@@ -238,7 +251,7 @@ def table_files(paths: Iterable[str | Path]) -> list[Path]:
 def load_aiconfigurator(paths: Iterable[str | Path], kernels: dict[str, str] | None = None) -> dict[str, Table]:
     """Read aiconfigurator per-operator tables from files and directories.
 
-    Files passed directly must be one of the four kinds (:data:`SCHEMAS`); files in a
+    Files passed directly must be one of the kinds (:data:`SCHEMAS`); files in a
     directory that are not are ignored (and listed in the notes). ``kernels`` picks the
     ``kernel_source`` per kind or per ``kind:dtype`` (e.g. ``{"gemm:fp8":
     "CutlassFP8ScaledMMLinearKernel", "allreduce": "NCCL"}``); otherwise the first of
@@ -323,6 +336,20 @@ def _normalise(kind: str, files: list[tuple[Path, dict[str, np.ndarray]]], kerne
                     keep &= c[col].astype(float) == val
                     if drop:
                         notes.append(f"{path.name}: dropped {drop} rows with {col} != {val}")
+        elif kind == "moe":
+            raw = _col(c, "moe_dtype", n, "bfloat16").astype(str)
+            ep = _col(c, "moe_ep_size", n, 1).astype(np.int64)
+            d.update(tokens=c["num_tokens"].astype(np.int64), hidden=c["hidden_size"].astype(np.int64),
+                     inter=c["inter_size"].astype(np.int64), topk=c["topk"].astype(np.int64),
+                     experts=c["num_experts"].astype(np.int64), tp=c["moe_tp_size"].astype(np.int64),
+                     # quantisation schemes hermes has no precision for keep the table's name
+                     dtype=np.array([DTYPE_NAMES.get(v, v) for v in raw], dtype=object),
+                     distribution=_col(c, "distribution", n, "").astype(str))
+            keep &= d["tokens"] >= 1
+            drop = int(np.sum(keep & (ep != 1)))
+            keep &= ep == 1
+            if drop:
+                notes.append(f"{path.name}: dropped {drop} rows with moe_ep_size != 1 (expert parallelism)")
         else:
             name = "allreduce_dtype" if "allreduce_dtype" in c else "nccl_dtype"
             dt = _dtype_col(path, c, name, n)
@@ -335,6 +362,13 @@ def _normalise(kind: str, files: list[tuple[Path, dict[str, np.ndarray]]], kerne
                 keep &= c["op_name"].astype(str) == "all_reduce"
         chunks.append({k: v[keep] for k, v in d.items()})
     cols = {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
+    if kind == "moe" and len(set(cols["distribution"])) > 1:
+        avail = sorted(set(cols["distribution"]))
+        pick = next((x for x in PREFERRED_DISTRIBUTIONS if x in avail), avail[0])
+        sel = cols["distribution"] == pick
+        notes.append(f"moe: routing distribution {pick} ({int(sel.sum())} rows; not used: "
+                     f"{', '.join(x for x in avail if x != pick)})")
+        cols = {k: v[sel] for k, v in cols.items()}
     if kind == "allreduce":  # bf16 and fp16 (NCCL "half") rows compete: group by element size
         group = np.array([f"{ELEMENT_BYTES[d] * 8}-bit" for d in cols["dtype"]], dtype=object)
     else:

@@ -122,6 +122,10 @@ class Efficiency(BaseModel):
     metadata). ``memory_kernels``: elementwise kernels' share of HBM bandwidth;
     ``launch_us``: fixed time per GEMM (and elementwise) kernel; ``memory_launch_us``: fixed
     time per elementwise kernel when it differs from a GEMM's (unset: ``launch_us``).
+    MoE (the fused expert kernels of vLLM/SGLang, priced as grouped GEMMs by
+    :meth:`GPU.grouped_gemm_time`): ``moe_compute`` scales the GEMM compute rate of the
+    grouped expert GEMMs; ``moe_launch_us``: fixed time per MoE layer (routing, token
+    sort/align, combine kernels).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -140,6 +144,8 @@ class Efficiency(BaseModel):
     memory_kernels: float = Field(0.7, gt=0, le=1)
     launch_us: float = Field(4.0, ge=0)
     memory_launch_us: float | None = Field(None, ge=0)
+    moe_compute: float = Field(1.0, gt=0, le=1)
+    moe_launch_us: float = Field(0.0, ge=0)
     source: str = "hermes default"
 
 
@@ -168,8 +174,15 @@ def _fit_file(name: str) -> dict:
 
 def fitted_efficiency(name: str = "h100_sxm") -> Efficiency:
     """Efficiency factors fitted on measured kernels, from ``data/efficiency_<name>.json``
-    (written by ``benchmarks/fit_gpu_efficiency.py``); hermes defaults if absent."""
-    return Efficiency(**_fit_file(name).get("efficiency", {}))
+    (written by ``benchmarks/fit_gpu_efficiency.py``; its ``"moe"`` section, the MoE
+    factors, by ``benchmarks/fit_moe_efficiency.py``); hermes defaults if absent."""
+    doc = _fit_file(name)
+    eff = dict(doc.get("efficiency", {}))
+    moe = doc.get("moe", {}).get("efficiency", {})
+    if moe:
+        eff.update(moe)
+        eff["source"] = f"{eff.get('source', 'hermes default')}; MoE: {doc['moe'].get('source', '')}"
+    return Efficiency(**eff)
 
 
 def fitted_link(name: str = "h100_sxm") -> LinkFit:
@@ -252,7 +265,18 @@ class GPU(HardwareNode):
                 f"{self.name} has no {dtype} peak; available: {', '.join(sorted(self._peaks))}"
             ) from None
 
-    def gemm_time(self, m, n: int, k: int, dtype: str):
+    def grouped_gemm_time(self, m, n, k, dtype: str):
+        """One grouped expert GEMM (all active experts' ``[m, k] x [k, n_e]`` in one launch,
+        ``n`` the experts' summed width): :meth:`gemm_time` with the compute rate scaled by
+        ``moe_compute``. Plus, per MoE layer, :attr:`moe_launch_s`."""
+        return self.gemm_time(m, n, k, dtype, compute_scale=self.eff.moe_compute)
+
+    @property
+    def moe_launch_s(self) -> float:
+        """Fixed time (s) of one MoE layer's routing, sort and combine kernels."""
+        return self.eff.moe_launch_us * 1e-6
+
+    def gemm_time(self, m, n: int, k: int, dtype: str, compute_scale: float = 1.0):
         """Smooth roofline of one GEMM, ``(compute**p + memory**p) ** (1/p) + launch`` (``p =
         gemm_roofline_sharpness``; 0 takes ``max(compute, memory)``), with
 
@@ -262,13 +286,14 @@ class GPU(HardwareNode):
           gemm_occupancy_exponent``;
         * ``memory = ((m k + k n) * dtype bytes + m n * 2) / (BW * e_m)`` (16-bit output).
 
-        ``n`` and ``k`` may also be arrays (broadcast with ``m``)."""
+        ``n`` and ``k`` may also be arrays (broadcast with ``m``). ``compute_scale``
+        multiplies the compute rate (:meth:`grouped_gemm_time`)."""
         e = self.eff
         m = np.asarray(m, dtype=float)
         n = np.asarray(n, dtype=float)
         k = np.asarray(k, dtype=float)
         b = DTYPE_BYTES[dtype]
-        rate = self.peak_flops(dtype) * e.gemm_compute
+        rate = self.peak_flops(dtype) * e.gemm_compute * compute_scale
         mc, nc = m, n
         if e.tile_m and e.tile_n:
             tiles_m, tiles_n = np.ceil(m / e.tile_m), np.ceil(n / e.tile_n)

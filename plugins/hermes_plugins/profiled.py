@@ -33,6 +33,14 @@ reproduced exactly and a measured point is returned exactly):
   outside the grid: the model.
 * **All-reduce** (:meth:`ProfiledGPU.collective_time`): grid over ``(GPUs, bytes)`` of the
   16-bit rows; outside it, the caller's own (topology) time.
+* **MoE layers** (:meth:`ProfiledGPU.moe_time`): aiconfigurator's ``moe_perf`` table times
+  the whole fused MoE layer (routing, the expert GEMMs, activation, combine) per
+  ``(num_tokens, hidden_size, inter_size, topk, num_experts, moe_tp_size, moe_dtype)``; a
+  model's MoE layer is looked up at its exact shape and interpolated over the token count.
+  ``moe_dtype`` picks the table's quantisation (e.g. ``fp8_block`` for block-scaled FP8
+  checkpoints; default: the scenario's weight precision). Other shapes, token counts
+  outside the table: the model (the grouped-GEMM roofline of
+  :class:`~hermes_plugins.stages.step_cost.StepCostModel`).
 * **Memory-bound kernels**: the model (aiconfigurator has no such table).
 
 Every priced operator is counted as ``measured`` or ``modelled`` per kind
@@ -59,7 +67,7 @@ from hermes_core import HardwareNode, dtype_bytes, hookimpl
 from .calibration import ELEMENT_BYTES, Table, TableError, load_aiconfigurator
 from .devices import GPU, GPUConfig
 
-KINDS = ("gemm", "attention_prefill", "attention_decode", "memory", "allreduce")
+KINDS = ("gemm", "attention_prefill", "attention_decode", "memory", "allreduce", "moe")
 
 
 # ----------------------------------------------------------------------------- grid
@@ -178,6 +186,7 @@ class ProfiledTables:
         self.prefill: dict[tuple, LogGrid] = {}
         self.decode: dict[tuple, LogGrid] = {}
         self.allreduce: LogGrid | None = None
+        self.moe: dict[tuple, LogGrid] = {}
         g = tables.get("gemm")
         if g is not None:
             c = g.cols
@@ -202,6 +211,16 @@ class ProfiledTables:
             sel = np.array([ELEMENT_BYTES[d] == 2 for d in c["dtype"]], dtype=bool)
             if sel.any():
                 self.allreduce = LogGrid(np.column_stack([c["num_gpus"][sel], c["nbytes"][sel]]), c["latency_s"][sel])
+
+        e = tables.get("moe")
+        if e is not None:
+            c = e.cols
+            keys = list(zip(c["dtype"], c["hidden"], c["inter"], c["topk"], c["experts"], c["tp"]))
+            for key in sorted(set(keys), key=str):
+                sel = np.array([k == key for k in keys], dtype=bool)
+                dt, *rest = key
+                self.moe[(str(dt), *map(int, rest))] = LogGrid(c["tokens"][sel][:, None].astype(float),
+                                                                c["latency_s"][sel])
 
     def summary(self) -> dict[str, Any]:
         """Rows and coverage per table, for reports."""
@@ -248,6 +267,9 @@ class ProfiledGPUConfig(GPUConfig):
     model_config = ConfigDict(extra="forbid")
     format: Literal["aiconfigurator"] = "aiconfigurator"
     kernels: dict[str, str] = Field(default_factory=dict)
+    moe_dtype: str | None = Field(
+        None, description="moe_dtype of the MoE table rows to use (e.g. fp8_block for a block-scaled FP8 "
+        "checkpoint); default: the scenario's weight precision.")
     tables: str | list[str]
 
     @field_validator("tables")
@@ -273,7 +295,7 @@ class ProfiledGPU(HardwareNode):
 
     def __init__(self, config: ProfiledGPUConfig, profile: ProfiledTables | None = None):
         self.config = config
-        model_cfg = config.model_dump(exclude={"tables", "format", "kernels"})
+        model_cfg = config.model_dump(exclude={"tables", "format", "kernels", "moe_dtype"})
         self.model = GPU(GPUConfig(**model_cfg))
         m = self.model
         self.name = m.name
@@ -294,7 +316,7 @@ class ProfiledGPU(HardwareNode):
 
     def pricing_sources(self) -> dict[str, dict[str, int]]:
         """``{kind: {"measured": n, "modelled": n}}`` for gemm, attention_prefill,
-        attention_decode, memory and allreduce: how many operators (GEMM and memory
+        attention_decode, memory, allreduce and moe: how many operators (GEMM and memory
         shapes, attention calls, all-reduce sizes) were priced from the tables and how
         many by the roofline model, since the device was built."""
         return {k: dict(v) for k, v in self._sources.items()}
@@ -423,6 +445,34 @@ class ProfiledGPU(HardwareNode):
         out = np.where(active, out, 0.0)
         self._count(kind, measured.sum(), (active & ~measured).sum())
         return out.reshape(arrs[0].shape)
+
+    def grouped_gemm_time(self, m, n, k, dtype: str):
+        """The model's grouped expert GEMM (:meth:`~hermes_plugins.devices.GPU.
+        grouped_gemm_time`): the dense GEMM table does not measure the fused MoE kernel."""
+        return self.model.grouped_gemm_time(m, n, k, dtype)
+
+    @property
+    def moe_launch_s(self) -> float:
+        return self.model.moe_launch_s
+
+    def moe_time(self, tokens, hidden: int, inter: int, topk: int, experts: int, tp: int, dtype: str):
+        """Measured time (s) of one MoE layer at each token count of ``tokens`` (array),
+        for experts of ``hidden`` x ``inter`` (unsharded) split ``tp`` ways, ``topk`` of
+        ``experts`` per token, weights ``dtype`` (the config's ``moe_dtype`` when set).
+        Returns ``(seconds, measured)``: ``measured`` is False where the table has no
+        value (another shape or dtype, a token count outside it); the caller prices those
+        with its model. The counts of :meth:`pricing_sources` are token counts priced."""
+        t = np.asarray(tokens, dtype=float)
+        active = t > 0
+        key = (self.config.moe_dtype or dtype, int(hidden), int(inter), int(topk), int(experts), int(tp))
+        grid = self.profile.moe.get(key)
+        if grid is None:
+            self._count("moe", 0, active.sum())
+            return np.zeros(t.shape), np.zeros(t.shape, dtype=bool)
+        lt, ok = grid.lookup(t.reshape(-1, 1))
+        ok = ok.reshape(t.shape) & active
+        self._count("moe", ok.sum(), (active & ~ok).sum())
+        return np.where(ok, np.exp(lt).reshape(t.shape), 0.0), ok
 
     def memory_time(self, bytes_):
         """The model's (no measured elementwise-kernel table)."""

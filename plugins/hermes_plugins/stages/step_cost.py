@@ -122,24 +122,21 @@ class StepCostModel:
         self.max_tokens, self.max_seqs = max_tokens, max_seqs
 
     def _moe(self, op, tokens, weights, act_b):
-        """Routed experts: T tokens pick ``top_k`` of ``E`` experts uniformly; the expected
-        number of distinct active experts is ``E (1 - (1 - k/E)^T)`` and each runs its
-        gate/up and down GEMMs on ``m = T k / active`` tokens.
+        """Routed experts of one layer at each token count of ``tokens``: ``(time, flops,
+        bytes)`` arrays, priced by :func:`moe_layer_time`.
 
-        The experts run as one grouped GEMM per projection (vLLM's fused_moe, SGLang's and
-        TensorRT-LLM's grouped kernels): one launch whose tiles of all active experts share
-        the SMs. Its FLOP, weight bytes and tile count are those of one GEMM ``[m, K] x
-        [K, active * N]``, which is how it is priced (launching one GEMM per expert would
-        pay ``active`` launches and each expert's low SM occupancy)."""
+        A device with measured MoE layers (``moe_time``, e.g. ``gpu_profiled`` with an
+        aiconfigurator ``moe_perf`` table) prices the token counts its table covers; the
+        model prices the rest."""
         E, k = op.experts, op.top_k
         T = np.asarray(tokens, dtype=float)
-        active = E * (1.0 - (1.0 - k / E) ** T)
-        safe = np.maximum(active, 1e-9)
-        m = np.ceil(T * k / safe)
         dev = self.device
-        grouped = (dev.gemm_time(m, safe * 2 * op.n, op.k, weights)
-                   + dev.gemm_time(m, safe * op.k, op.n, weights))
-        t = np.where(T > 0, grouped + dev.memory_time(T * k * 3 * op.n * act_b), 0.0)
+        t = moe_layer_time(dev, T, op.k, op.n, E, k, weights, act_b)
+        measured = getattr(dev, "moe_time", None)
+        if measured is not None:
+            mt, ok = measured(T, op.k, self.model.moe_intermediate, k, E, self.tp, weights)
+            t = np.where(ok, mt, t)
+        active = E * (1.0 - (1.0 - k / E) ** T)
         flops = 2.0 * T * k * 3 * op.n * op.k
         nbytes = active * 3 * op.n * op.k * dtype_bytes(weights) + T * k * (2 * op.k + 3 * op.n) * act_b
         return t, flops, nbytes
@@ -190,3 +187,32 @@ class StepCostModel:
         fl += self.head_flops[sampled] / pp
         by += (self.head_bytes[sampled] + self.embed_bytes[tokens]) / pp
         return float(total), float(fl), float(by)
+
+
+def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, experts: int, top_k: int,
+                   weights: str, act_bytes: float = 2.0) -> np.ndarray:
+    """Modelled time (s) of one MoE layer's routed experts on one device, at each token
+    count of ``tokens`` (array): ``hidden`` model width, ``inter`` each expert's
+    intermediate width on this device (after tensor parallelism), ``top_k`` of
+    ``experts`` per token, ``weights`` precision.
+
+    Routing is taken as uniform: the expected number of distinct active experts is ``E (1 -
+    (1 - k/E)^T)`` and each runs its gate/up and down GEMMs on ``m = ceil(T k / active)``
+    tokens. The experts run as one grouped GEMM per projection (vLLM's and SGLang's
+    fused_moe, TensorRT-LLM's grouped kernels): one launch whose tiles of all active experts
+    share the SMs, with the FLOP, weight bytes and tile count of one GEMM ``[m, hidden] x
+    [hidden, active * 2 inter]`` (gate/up) and ``[m, inter] x [inter, active * hidden]``
+    (down); launching one GEMM per expert would pay ``active`` launches and each expert's low
+    SM occupancy. The activation (SiLU and multiply) is a memory kernel over ``T k 3 inter``
+    elements. A device with ``grouped_gemm_time`` (the ``gpu`` model, whose ``moe_compute``
+    efficiency is fitted on measured fused-MoE kernels) prices the GEMMs with it and adds
+    its ``moe_launch_s`` (routing, sort and combine kernels) per layer; any other device
+    prices them as plain GEMMs."""
+    T = np.asarray(tokens, dtype=float)
+    active = experts * (1.0 - (1.0 - top_k / experts) ** T)
+    safe = np.maximum(active, 1e-9)
+    m = np.ceil(T * top_k / safe)
+    gemm = getattr(device, "grouped_gemm_time", device.gemm_time)
+    grouped = gemm(m, safe * 2 * inter, hidden, weights) + gemm(m, safe * hidden, inter, weights)
+    launch = getattr(device, "moe_launch_s", 0.0)
+    return np.where(T > 0, grouped + device.memory_time(T * top_k * 3 * inter * act_bytes) + launch, 0.0)

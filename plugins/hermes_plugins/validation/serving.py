@@ -44,7 +44,9 @@ from rich.table import Table
 from hermes_core import CapacityError, ConfigError, HermesError, ModelSpec
 from hermes_core import api
 
+from ..calibration import TableError
 from ..models import catalog_path
+from ..profiled import load_tables
 from .report import ape, ape_summary, print_summary, write_rows
 
 #: Formats ``--format`` accepts.
@@ -111,6 +113,13 @@ GEMM_PRECISION: dict[str, str] = {
     "": "bf16", "bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_block": "fp8",
     "fp8_static": "fp8",
 }
+
+#: ``moe_dtype`` of aiconfigurator MoE-table rows that match a checkpoint's experts, where
+#: the row's own ``moe_quant_mode`` does not say it (used with ``--device-tables``):
+#: Qwen3-235B-A22B-FP8 ships block-scaled FP8 experts (its config.json:
+#: ``quantization_config = {quant_method: fp8, weight_block_size: [128, 128]}``), which vLLM
+#: and SGLang run with their block-FP8 fused MoE kernel, whatever quant mode the row names.
+MOE_TABLE_DTYPE: dict[str, str] = {"Qwen/Qwen3-235B-A22B-FP8": "fp8_block"}
 
 #: ``--kv-cache-dtype`` choices. ``auto`` is each backend's own default,
 #: ``kv_cache_dtype=auto``, applied to the row's checkpoint, since the rows do not say:
@@ -430,14 +439,29 @@ def plan_for(concurrency: int, osl: int, rounds: int | None = None) -> Plan:
     return Plan(concurrency, warm, rounds)
 
 
+def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``device`` of a row's engine: the analytic ``gpu`` preset of its system, or, when
+    ``tables`` (backend -> path) has its backend, ``gpu_profiled`` on those measured
+    operator tables (with the same preset as the fallback model)."""
+    dev: dict[str, Any] = {"type": "gpu", "preset": SYSTEMS[p.system]}
+    path = (tables or {}).get(p.backend)
+    if path is not None:
+        dev = {**dev, "type": "gpu_profiled", "tables": path}
+        if p.model_path in MOE_TABLE_DTYPE:
+            dev["moe_dtype"] = MOE_TABLE_DTYPE[p.model_path]
+    return dev
+
+
 def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigurator",
-                 kv: str = "auto", prompt_reuse: bool = False) -> tuple[dict[str, Any], Plan]:
+                 kv: str = "auto", prompt_reuse: bool = False,
+                 tables: dict[str, str] | None = None) -> tuple[dict[str, Any], Plan]:
     """``(scenario dict, plan)`` for a supported row, with the engine limits ``limits`` (one
     of :data:`ENGINE_LIMITS`), KV-cache dtype ``kv`` (one of :data:`KV_CACHE_DTYPES`) and
     ``rounds`` measured rounds (default :func:`plan_for`). ``prompt_reuse``: the clients
     draw their prompts from aiperf's :data:`DATASET_ENTRIES` default dataset entries and the
     engine runs its default prefix caching (:attr:`EngineProfile.prefix_caching`); off
-    (default), every request has a prompt of its own."""
+    (default), every request has a prompt of its own. ``tables``: measured operator tables
+    per backend (:func:`device_for`)."""
     eng = ENGINES[p.backend]
     C = p.batch_size
     plan = plan_for(C, p.osl, rounds)
@@ -451,7 +475,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                      **({"num_prompts": DATASET_ENTRIES, "prompt_sampling": "shuffle"} if prompt_reuse else {})},
         "clients": [{
             "name": "engine",
-            "device": {"type": "gpu", "preset": SYSTEMS[p.system]},
+            "device": device_for(p, tables),
             "stage": {
                 "type": "llm_serving",
                 "model": MODELS[p.model_path],
@@ -478,19 +502,21 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
 class Options:
     """How points are simulated: ``rounds`` measured rounds per point (``None``:
     :func:`plan_for`), engine ``limits`` (:data:`ENGINE_LIMITS`), KV-cache dtype ``kv``
-    (:data:`KV_CACHE_DTYPES`) and ``prompt_reuse`` (see :func:`scenario_for`)."""
+    (:data:`KV_CACHE_DTYPES`), ``prompt_reuse`` and measured operator ``tables`` as
+    ``(backend, path)`` pairs (see :func:`scenario_for`)."""
 
     rounds: int | None = None
     limits: str = "aiconfigurator"
     kv: str = "auto"
     prompt_reuse: bool = False
+    tables: tuple[tuple[str, str], ...] = ()
 
 
 def simulate(p: Point, opts: Options = Options()) -> tuple[float, float]:
     """Mean TTFT and TPOT (ms) of the measured requests, the first measured round weighted
     as in the benchmark (:attr:`Plan.burst_weight`). Raises :class:`HermesError` when the
     point cannot run (the model does not fit, requests are dropped)."""
-    scenario, plan = scenario_for(p, opts.rounds, opts.limits, opts.kv, opts.prompt_reuse)
+    scenario, plan = scenario_for(p, opts.rounds, opts.limits, opts.kv, opts.prompt_reuse, dict(opts.tables))
     result = api.run(scenario)
     first_end = plan.warmup + plan.concurrency
     parts: dict[bool, tuple[list[float], list[float]]] = {True: ([], []), False: ([], [])}
@@ -603,6 +629,28 @@ def validate_points(points: Sequence[Point], opts: Options = Options(), jobs: in
     return rows, unsupported
 
 
+def parse_device_tables(specs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``BACKEND=PATH`` options -> ``((backend, absolute path), ...)``. Raises
+    :class:`ConfigError` for a malformed spec, an unknown or repeated backend, or tables
+    that cannot be read (naming the file and column)."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        backend, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--device-tables {spec!r}: expected BACKEND=PATH, e.g. sglang=tables/h200_sglang")
+        if backend not in ENGINES:
+            raise ConfigError(f"--device-tables {spec!r}: unknown backend {backend!r}; allowed: {', '.join(ENGINES)}")
+        if backend in out:
+            raise ConfigError(f"--device-tables: backend {backend!r} given twice")
+        resolved = str(Path(path).expanduser().resolve())
+        try:
+            load_tables([resolved])
+        except TableError as exc:
+            raise ConfigError(f"--device-tables {spec!r}: {exc}") from None
+        out[backend] = resolved
+    return tuple(sorted(out.items()))
+
+
 def _cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -651,6 +699,10 @@ first (burst) round weighted 1/20 in the means as in the benchmark. --rounds R s
 measured rounds of every point. The file does not record whether prompts repeated: by
 default every request has a distinct prompt; --prompt-reuse draws them from aiperf's 100
 default dataset entries, with each engine's default prefix caching.
+
+--device-tables BACKEND=PATH prices that backend's rows on the gpu_profiled device: the
+operators PATH's aiconfigurator tables measured (e.g. the fused MoE layer of the same
+engine on the same GPU), the analytic model for the rest.
 """
 
 
@@ -678,11 +730,16 @@ default dataset entries, with each engine's default prefix caching.
               help="Clients draw prompts from aiperf's 100 default dataset entries and engines "
                    "run their default prefix caching (vLLM, SGLang on; TensorRT-LLM off, as "
                    "aiconfigurator configures it). Default: every request a distinct prompt.")
+@click.option("--device-tables", "device_tables", multiple=True, metavar="BACKEND=PATH",
+              help="Price BACKEND's rows from the aiconfigurator operator tables in PATH (a "
+                   "directory or file; gpu_profiled device, the analytic model outside the "
+                   "tables). Repeatable, one per backend.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Points simulated in parallel processes (default: the CPUs available).")
 def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path,
                     rounds: int | None, engine_limits: str, kv_choice: str, prompt_reuse: bool,
-                    jobs: int | None) -> None:
+                    device_tables: tuple[str, ...], jobs: int | None) -> None:
+    tables = parse_device_tables(device_tables)
     points = read_points(file)
     flt = parse_filters(file, filters, points[0].raw.keys())
     points = [p for p in points if _matches(p, flt)]
@@ -698,7 +755,7 @@ def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path
     with bar:
         task = bar.add_task("points", total=len(points), label="")
         rows, unsupported = validate_points(
-            points, Options(rounds, engine_limits, kv_choice, prompt_reuse), jobs or _cpus(),
+            points, Options(rounds, engine_limits, kv_choice, prompt_reuse, tables), jobs or _cpus(),
             progress=lambda p: bar.update(task, advance=1, label=p.id[:60]),
         )
     wall = time.perf_counter() - t0

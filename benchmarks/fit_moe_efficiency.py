@@ -1,0 +1,139 @@
+"""Fit the GPU model's MoE efficiency (``moe_compute``, ``moe_launch_us``) on measured
+fused-MoE layers.
+
+Reads aiconfigurator ``moe_perf`` tables (one fused MoE layer: routing, the expert GEMMs,
+activation, combine; latency per ``num_tokens``, expert shape, ``moe_tp_size`` and
+``moe_dtype``), predicts each row with the simulator's own MoE model
+(:func:`hermes_plugins.stages.step_cost.moe_layer_time` on the ``h200_sxm`` preset with the
+fitted dense efficiency factors) and fits the two factors that only MoE layers use, by
+minimising the mean ``|log(predicted / measured)|`` (bounded Nelder-Mead,
+:func:`hermes_plugins.calibration.minimise`). The result goes into the ``"moe"`` section
+of ``plugins/hermes_plugins/data/efficiency_h100_sxm.json`` (read by
+:func:`hermes_plugins.devices.fitted_efficiency`), with the error it leaves per engine,
+dtype and token range, and a held-out check (fit without Qwen3-235B-A22B's expert shape,
+error on it).
+
+Rows used: ``moe_ep_size == 1``, the table's preferred routing distribution
+(``power_law_1.01``), dtypes ``bfloat16`` (16-bit weights) and ``fp8_block`` (priced as
+FP8 weights). The default tables are the two shipped with hermes
+(``plugins/hermes_plugins/data/aiconfigurator_h200/``: Qwen3-235B-A22B's expert shape only);
+the published fit used the full H200 tables of ai-dynamo/aiconfigurator @ 095f58a5
+(``systems/data/h200_sxm/moe/sglang/0.5.6.post2`` and ``.../moe/vllm/0.14.0``, every expert
+shape they measured)::
+
+    python benchmarks/fit_moe_efficiency.py AIC/h200_sxm/moe/sglang/0.5.6.post2 AIC/h200_sxm/moe/vllm/0.14.0
+
+Needs pyarrow for parquet tables (``pip install "hermes-sim[parquet]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hermes_plugins.calibration import errors, load_aiconfigurator, minimise
+from hermes_plugins.devices import GPU, GPUConfig
+from hermes_plugins.stages.step_cost import moe_layer_time
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "plugins" / "hermes_plugins" / "data"
+DEFAULT_TABLES = [DATA / "aiconfigurator_h200" / "sglang_0.5.6.post2", DATA / "aiconfigurator_h200" / "vllm_0.14.0"]
+DEFAULT_OUT = DATA / "efficiency_h100_sxm.json"
+PRESET = "h200_sxm"
+DTYPES = {"bf16": "bf16", "fp8_block": "fp8"}  # table moe_dtype -> hermes weight precision
+HELD_OUT = (4096, 1536, 128, 8)  # Qwen3-235B-A22B: hidden, inter, experts, top-k
+
+
+def load(paths: list[Path]) -> dict[str, np.ndarray]:
+    """The fit rows of every table, concatenated, with an ``engine`` column."""
+    parts = []
+    for p in paths:
+        t = load_aiconfigurator([p])["moe"]
+        c = t.cols
+        keep = np.isin(c["dtype"], list(DTYPES))
+        part = {k: v[keep] for k, v in c.items()}
+        label = Path(p).name if Path(p).is_dir() else Path(p).parent.name
+        part["engine"] = np.full(int(keep.sum()), f"{t.cols['kernel'][0]} {label}" if len(t) else label, dtype=object)
+        parts.append(part)
+    return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
+
+
+def predict(rows: dict[str, np.ndarray], moe_compute: float, moe_launch_us: float) -> np.ndarray:
+    """Modelled seconds of every row."""
+    gpu = GPU(GPUConfig(preset=PRESET, efficiency={"moe_compute": moe_compute, "moe_launch_us": moe_launch_us}))
+    out = np.empty(len(rows["latency_s"]))
+    keys = list(zip(rows["hidden"], rows["inter"], rows["experts"], rows["topk"], rows["tp"], rows["dtype"]))
+    for key in set(keys):
+        h, i, e, k, tp, dt = key
+        sel = np.array([x == key for x in keys])
+        out[sel] = moe_layer_time(gpu, rows["tokens"][sel], int(h), int(i) // int(tp), int(e), int(k), DTYPES[dt])
+    return out
+
+
+def fit(rows: dict[str, np.ndarray]) -> tuple[float, float]:
+    meas = rows["latency_s"]
+
+    def loss(x):
+        return float(np.mean(np.abs(np.log(predict(rows, x[0], x[1]) / meas))))
+
+    r = minimise(loss, [0.6, 20.0], [(0.05, 1.0), (0.0, 200.0)])
+    return round(float(r.x[0]), 4), round(float(r.x[1]), 3)
+
+
+def report(rows, pred) -> dict:
+    meas = rows["latency_s"]
+    out = {"all": errors(pred, meas)}
+    for eng in sorted(set(rows["engine"])):
+        for dt in sorted(set(rows["dtype"])):
+            sel = (rows["engine"] == eng) & (rows["dtype"] == dt)
+            if sel.any():
+                out[f"{eng} {dt}"] = errors(pred[sel], meas[sel])
+    for lo, hi in ((1, 16), (17, 512), (513, 4096), (4097, 1 << 20)):
+        sel = (rows["tokens"] >= lo) & (rows["tokens"] <= hi)
+        if sel.any():
+            out[f"tokens {lo}-{hi}"] = errors(pred[sel], meas[sel])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("tables", nargs="*", type=Path, default=DEFAULT_TABLES, help="moe_perf tables or directories")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args()
+    rows = load(args.tables)
+    shape = np.column_stack([rows["hidden"], rows["inter"], rows["experts"], rows["topk"]])
+    held = np.all(shape == np.array(HELD_OUT), axis=1)
+    compute, launch = fit(rows)
+    before = report(rows, predict(rows, 1.0, 0.0))
+    after = report(rows, predict(rows, compute, launch))
+    result: dict = {
+        "efficiency": {"moe_compute": compute, "moe_launch_us": launch},
+        "source": f"fit on aiconfigurator H200 fused-MoE tables ({', '.join(str(p) for p in args.tables)}), "
+                  f"ai-dynamo/aiconfigurator @ 095f58a5, {datetime.date.today().isoformat()}",
+        "rows": int(len(rows["latency_s"])),
+        "errors": after,
+        "errors_without_moe_factors": before,
+    }
+    if held.any() and (~held).any():
+        sub = {k: v[~held] for k, v in rows.items()}
+        c2, l2 = fit(sub)
+        test = {k: v[held] for k, v in rows.items()}
+        result["held_out"] = {"shape": "hidden 4096, inter 1536, 128 experts, top-8 (Qwen3-235B-A22B)",
+                              "fit_without_it": {"moe_compute": c2, "moe_launch_us": l2},
+                              "errors_on_it": errors(predict(test, c2, l2), test["latency_s"])}
+    doc = json.loads(args.out.read_text()) if args.out.exists() else {}
+    doc["moe"] = result
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    print(json.dumps({"efficiency": result["efficiency"],
+                      "errors": {k: {m: v[m] for m in ("n", "median_ape", "mean_ape")} for k, v in after.items()},
+                      "before": {k: before[k]["median_ape"] for k in before},
+                      "held_out": result.get("held_out")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
