@@ -201,6 +201,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         raise
 
     submitted = 0
+    warmup_submitted = 0
     clients: dict[str, Client] = {}
 
     def on_done(req: Request) -> None:
@@ -212,8 +213,9 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         clients[cc.name] = _build_client(i, cc, sim, registry, metrics, seed, on_done, scenario.base_dir)
 
     def submit(req: Request) -> None:
-        nonlocal submitted
+        nonlocal submitted, warmup_submitted
         submitted += 1
+        warmup_submitted += req.warmup
         clients[target].submit(req)
 
     workload.start(sim, submit)
@@ -227,7 +229,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
     wall = time.perf_counter() - t0
 
     summary: dict[str, Any] = {"scenario": cfg.name, "seed": seed}
-    summary.update(metrics.summary(submitted, cfg.slo.as_dict() if cfg.slo else None))
+    summary.update(metrics.summary(submitted, cfg.slo.as_dict() if cfg.slo else None, warmup_submitted))
     summary["simulated_time_s"] = sim_end
     summary["wall_time_s"] = wall
     summary["events"] = sim.events_processed

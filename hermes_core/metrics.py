@@ -35,7 +35,7 @@ PERCENTILES = (50, 90, 95, 99)
 REQUEST_COLUMNS = (
     "id", "replica", "status", "dropped_reason", "arrival_s", "prompt_tokens", "output_tokens",
     "generated_tokens", "first_token_s", "finish_s", "ttft_ms", "tpot_ms", "e2e_ms",
-    "max_itl_ms", "preemptions",
+    "max_itl_ms", "preemptions", "warmup",
 )
 
 
@@ -61,7 +61,8 @@ class MetricsCollector:
         self._itl_count = 0
 
     def add_itl(self, gap_s: float, count: int = 1) -> None:
-        """Record ``count`` inter-token gaps of ``gap_s`` seconds each."""
+        """Record ``count`` inter-token gaps of ``gap_s`` seconds each (of measured
+        requests: stages leave warm-up requests' gaps out)."""
         if count > 0:
             self._itl.add(gap_s, count)
             self._itl_sum += gap_s * count
@@ -80,10 +81,21 @@ class MetricsCollector:
             out[f"p{p}"] = float(self._itl.get_quantile_value(p / 100.0)) * 1e3
         return out
 
-    def summary(self, submitted: int, slo: dict[str, float] | None = None) -> dict[str, Any]:
-        """Request counts, latency distributions (ms), throughput and goodput."""
-        done = [r for r in self.requests if r.completed]
-        dropped = [r for r in self.requests if r.dropped_reason]
+    def summary(self, submitted: int, slo: dict[str, float] | None = None,
+                warmup_submitted: int = 0) -> dict[str, Any]:
+        """Request counts, latency distributions (ms), throughput and goodput.
+
+        ``submitted`` counts every request the workload sent, ``warmup_submitted`` those of
+        them marked :attr:`Request.warmup`. Warm-up requests are left out of every figure
+        (counts, latencies, duration, throughput, goodput) and counted on their own under
+        ``requests.warmup``; the benchmark duration runs from the first measured arrival to
+        the last measured completion. ITL comes from :meth:`add_itl`, which the stages call
+        for measured requests only."""
+        measured = [r for r in self.requests if not r.warmup]
+        warm = [r for r in self.requests if r.warmup]
+        submitted -= warmup_submitted
+        done = [r for r in measured if r.completed]
+        dropped = [r for r in measured if r.dropped_reason]
         reasons = Counter(_reason_key(r.dropped_reason) for r in dropped)
         arrival = np.array([r.arrival_time for r in done])
         first = np.array([r.first_token_time for r in done])
@@ -94,7 +106,7 @@ class MetricsCollector:
         e2e = finish - arrival
         multi = n_out > 1
         tpot = (e2e[multi] - ttft[multi]) / (n_out[multi] - 1)
-        all_arrivals = [r.arrival_time for r in self.requests]
+        all_arrivals = [r.arrival_time for r in measured]
         duration = (float(finish.max()) - min(all_arrivals)) if len(done) else 0.0
         out: dict[str, Any] = {
             "requests": {
@@ -114,8 +126,16 @@ class MetricsCollector:
                 "input_tokens_per_s": float(n_in.sum()) / duration if duration > 0 else 0.0,
                 "output_tokens_per_s": float(n_out.sum()) / duration if duration > 0 else 0.0,
             },
-            "preemptions": int(sum(r.preemptions for r in self.requests)),
+            "preemptions": int(sum(r.preemptions for r in measured)),
         }
+        if warmup_submitted:
+            wd = [r for r in warm if r.dropped_reason]
+            out["requests"]["warmup"] = {
+                "total": warmup_submitted,
+                "completed": sum(r.completed for r in warm),
+                "dropped": len(wd),
+                "dropped_reasons": dict(sorted(Counter(_reason_key(r.dropped_reason) for r in wd).items())),
+            }
         if slo:
             ok = np.ones(len(done), dtype=bool)
             if "ttft_ms" in slo:
@@ -156,6 +176,7 @@ def request_rows(requests: Iterable[Request]) -> Iterable[dict[str, Any]]:
             "finish_s": r.finish_time if r.finish_time >= 0 else None,
             "ttft_ms": ttft, "tpot_ms": tpot, "e2e_ms": e2e,
             "max_itl_ms": r.max_itl * 1e3 if ok else None, "preemptions": r.preemptions,
+            "warmup": r.warmup,
         }
 
 

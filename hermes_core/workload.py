@@ -24,7 +24,7 @@ class Request:
     ``output_tokens`` the number of tokens to generate (OSL, >= 1). ``hash_ids`` optionally
     names the prompt's blocks for prefix sharing, one id per ``hash_block_tokens`` tokens
     (the last block may be partial; Mooncake traces: 512), for engines with prefix caching
-    (:class:`~hermes_core.scheduler.PrefixCache`).
+    (:class:`~hermes_core.scheduler.PrefixCache`). ``warmup`` marks a warm-up request.
     Result fields are filled by the stages; ``dropped_reason`` is set when the request can
     never be served.
     """
@@ -35,6 +35,10 @@ class Request:
     output_tokens: int
     hash_ids: tuple[int, ...] | None = None
     hash_block_tokens: int = 512
+    #: Sent in a benchmark's warm-up phase: simulated like any other request, but left out
+    #: of the summary's latency, throughput and goodput figures (as vLLM's ``bench serve
+    #: --num-warmups`` and aiperf's ``--warmup-request-count`` leave it out).
+    warmup: bool = False
     # -- results -------------------------------------------------------------------------
     first_token_time: float = -1.0
     finish_time: float = -1.0

@@ -3,9 +3,11 @@ capacity, drops with reasons, determinism."""
 
 import types
 
+import numpy as np
 import pytest
 
-from hermes_core import CapacityError, ConfigError, hookimpl, load_plugins, run
+from hermes_core import CapacityError, ConfigError, api, hookimpl, load_plugins, run
+from hermes_core.metrics import request_rows as metrics_rows
 from hermes_plugins.batching import ChunkedPrefill, ContinuousBatching, GuaranteedNoEvict, StaticBatching
 
 from conftest import serving_scenario, toy_plugin
@@ -217,3 +219,33 @@ def test_guaranteed_no_evict_admits_only_whole_reservations(registry, tiny_model
     a, b = chunked.request_rows()
     assert b["first_token_s"] < a["finish_s"]  # admitted at once, paid for with preemption
     assert chunked.summary["preemptions"] > 0
+
+
+def test_warmup_requests_are_simulated_but_left_out_of_the_summary(registry, tiny_model):
+    """closed_loop warm-up requests run (they occupy the engine) but every summary figure
+    covers the measured requests only, as vLLM's --num-warmups and aiperf's warm-up do.
+    With two output tokens each request has exactly one inter-token gap, so the pooled ITL
+    is the mean of the measured requests' ``finish - first token``."""
+    wl = {"type": "closed_loop", "concurrency": 2, "num_requests": 10, "warmup_requests": 4,
+          "drain_after_warmup": True, "isl": 30, "osl": 2}
+    res = api.run(serving_scenario(tiny_model, wl), registry=registry)
+    s = res.summary
+    warm = [r for r in res.requests if r.warmup]
+    meas = [r for r in res.requests if not r.warmup]
+    assert [r.id for r in warm] == [0, 1, 2, 3] and len(meas) == 6
+    assert s["requests"]["total"] == 6 and s["requests"]["completed"] == 6
+    assert s["requests"]["warmup"] == {"total": 4, "completed": 4, "dropped": 0, "dropped_reasons": {}}
+    ttft = np.mean([r.first_token_time - r.arrival_time for r in meas]) * 1e3
+    assert s["ttft_ms"]["mean"] == pytest.approx(ttft)
+    itl = np.mean([r.finish_time - r.first_token_time for r in meas]) * 1e3
+    assert s["itl_ms"]["mean"] == pytest.approx(itl)
+    start = min(r.arrival_time for r in meas)
+    assert start == max(r.finish_time for r in warm)  # drained: the burst starts after the warm-up
+    assert s["benchmark_duration_s"] == pytest.approx(max(r.finish_time for r in meas) - start)
+    assert s["throughput"]["requests_per_s"] == pytest.approx(6 / s["benchmark_duration_s"])
+    rows = list(metrics_rows(res.requests))
+    assert [row["warmup"] for row in rows] == [True] * 4 + [False] * 6
+    # without warm-up the same requests are all measured
+    plain = api.run(serving_scenario(tiny_model, {**wl, "warmup_requests": 0, "drain_after_warmup": False}),
+                    registry=registry)
+    assert plain.summary["requests"]["total"] == 10 and "warmup" not in plain.summary["requests"]

@@ -737,8 +737,8 @@ class ClosedLoop(Workload):
         )
         warmup_requests: int = Field(
             0, ge=0,
-            description="How many of the first requests are warm-up. They are sent, simulated and "
-            "counted in the results like every other request (default 0).",
+            description="How many of the first requests are warm-up: simulated like every other "
+            "request but left out of the summary's metrics (default 0).",
         )
         drain_after_warmup: bool = Field(
             False,
@@ -816,7 +816,7 @@ class ClosedLoop(Workload):
             self._in_flight.add(i)
             ids = self._hash_ids[i] if self._hash_ids is not None else None
             self._submit(Request(i, now, self._prompts[i], self._outputs[i], hash_ids=ids,
-                                 hash_block_tokens=_HASH_BLOCK))
+                                 hash_block_tokens=_HASH_BLOCK, warmup=i < self.config.warmup_requests))
 
     def on_request_done(self, request: Request) -> None:
         """Send the next request (at the current simulated time) if any are left. Unknown or

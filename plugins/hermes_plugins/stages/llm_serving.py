@@ -286,7 +286,8 @@ class LLMServing(Stage):
                     prefix.insert(req)
             else:
                 last = seq.last_token_time
-                gaps[last] = gaps.get(last, 0) + 1
+                if not req.warmup:  # the summary's ITL covers measured requests only
+                    gaps[last] = gaps.get(last, 0) + 1
                 if now - last > req.max_itl:
                     req.max_itl = now - last
             seq.last_token_time = now
