@@ -15,7 +15,9 @@ error on it).
 
 Rows used: ``moe_ep_size == 1``, the table's preferred routing distribution
 (``power_law_1.01``), dtypes ``bfloat16`` (16-bit weights) and ``fp8_block`` (priced as
-FP8 weights). The default tables are the two shipped with hermes
+FP8 weights). The fit and the predictions are :func:`hermes_plugins.calibration.fit_moe`
+and :func:`~hermes_plugins.calibration.predict_moe`, which ``hermes calibrate`` runs on any
+``moe_perf`` table it is given. The default tables are the two shipped with hermes
 (``plugins/hermes_plugins/data/aiconfigurator_h200/``: Qwen3-235B-A22B's expert shape only);
 the published fit used the full H200 tables of ai-dynamo/aiconfigurator @ 095f58a5
 (``systems/data/h200_sxm/moe/sglang/0.5.6.post2`` and ``.../moe/vllm/0.14.0``, every expert
@@ -35,16 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hermes_plugins.calibration import errors, load_aiconfigurator, minimise
-from hermes_plugins.devices import GPU, GPUConfig
-from hermes_plugins.stages.step_cost import moe_layer_time
+from hermes_plugins.calibration import Table, errors, fit_moe, load_aiconfigurator, make_gpu, predict_moe
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "plugins" / "hermes_plugins" / "data"
 DEFAULT_TABLES = [DATA / "aiconfigurator_h200" / "sglang_0.5.6.post2", DATA / "aiconfigurator_h200" / "vllm_0.14.0"]
 DEFAULT_OUT = DATA / "efficiency_h100_sxm.json"
 PRESET = "h200_sxm"
-DTYPES = {"bf16": "bf16", "fp8_block": "fp8"}  # table moe_dtype -> hermes weight precision
+DTYPES = ("bf16", "fp8_block")  # table moe_dtype: 16-bit and block-FP8 experts
 HELD_OUT = (4096, 1536, 128, 8)  # Qwen3-235B-A22B: hidden, inter, experts, top-k
 
 
@@ -63,25 +63,14 @@ def load(paths: list[Path]) -> dict[str, np.ndarray]:
 
 
 def predict(rows: dict[str, np.ndarray], moe_compute: float, moe_launch_us: float) -> np.ndarray:
-    """Modelled seconds of every row."""
-    gpu = GPU(GPUConfig(preset=PRESET, efficiency={"moe_compute": moe_compute, "moe_launch_us": moe_launch_us}))
-    out = np.empty(len(rows["latency_s"]))
-    keys = list(zip(rows["hidden"], rows["inter"], rows["experts"], rows["topk"], rows["tp"], rows["dtype"]))
-    for key in set(keys):
-        h, i, e, k, tp, dt = key
-        sel = np.array([x == key for x in keys])
-        out[sel] = moe_layer_time(gpu, rows["tokens"][sel], int(h), int(i) // int(tp), int(e), int(k), DTYPES[dt])
-    return out
+    """Modelled seconds of every row (the shipped dense factors, these MoE factors)."""
+    gpu = make_gpu(PRESET, {"moe_compute": moe_compute, "moe_launch_us": moe_launch_us}, base="preset")
+    return predict_moe(gpu, Table("moe", rows))
 
 
 def fit(rows: dict[str, np.ndarray]) -> tuple[float, float]:
-    meas = rows["latency_s"]
-
-    def loss(x):
-        return float(np.mean(np.abs(np.log(predict(rows, x[0], x[1]) / meas))))
-
-    r = minimise(loss, [0.6, 20.0], [(0.05, 1.0), (0.0, 200.0)])
-    return round(float(r.x[0]), 4), round(float(r.x[1]), 3)
+    p = fit_moe(Table("moe", rows), PRESET, log=lambda _: None)
+    return round(p["moe_compute"], 4), round(p["moe_launch_us"], 3)
 
 
 def report(rows, pred) -> dict:

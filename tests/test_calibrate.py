@@ -162,6 +162,25 @@ def test_vidur_format_calibrates_gemms(tmp_path):
                                                                   (4096, 11008), (1536, 4096), (4096, 1376)}
 
 
+def test_moe_table_calibrates_the_fused_moe_factors(tmp_path):
+    """A measured fused-MoE table (SGLang 0.5.6.post2 on H200, Qwen3-235B-A22B's experts)
+    fits ``moe_compute`` and ``moe_launch_us`` only; the calibrated device is closer to the
+    table than the class defaults (a plain grouped GEMM, no per-layer cost), and the YAML
+    carries the factors."""
+    moe = Path(__file__).resolve().parents[1] / "plugins" / "hermes_plugins" / "data" / "aiconfigurator_h200" / "sglang_0.5.6.post2"
+    r = invoke("--format", "aiconfigurator", "--tables", moe, "--preset", "h200_sxm", "-o", tmp_path / "m.yaml")
+    assert r.exit_code == 0, r.output
+    assert "fused MoE" in r.output
+    dev = yaml.safe_load((tmp_path / "m.yaml").read_text())
+    eff = dev["efficiency"]
+    assert set(eff) == {"moe_compute", "moe_launch_us", "source"}
+    assert 0.1 < eff["moe_compute"] < 0.8 and 5 < eff["moe_launch_us"] < 60
+    cal = calibrate(load_aiconfigurator([moe]), "h200_sxm", log=lambda s: None)
+    err = cal.errors["moe"]
+    assert err["calibrated"]["median_ape"] < err["hand-set"]["median_ape"] - 10
+    assert err["calibrated"]["n"] == 336
+
+
 # ---------------------------------------------------------------- bad input
 
 def test_missing_column_names_file_and_column(tmp_path):

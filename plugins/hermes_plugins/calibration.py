@@ -628,6 +628,23 @@ def predict_allreduce(gpu, t: Table) -> np.ndarray:
 # ----------------------------------------------------------------------------- errors
 
 
+def predict_moe(gpu, t: Table) -> np.ndarray:
+    """Modelled seconds of every row of a ``moe`` table: one MoE layer's routed experts at
+    the row's token count (:func:`hermes_plugins.stages.step_cost.moe_layer_time`, expert
+    width ``inter / tp`` per device)."""
+    from hermes_plugins.stages.step_cost import moe_layer_time
+
+    c = t.cols
+    out = np.empty(len(t))
+    keys = np.column_stack([c["hidden"], c["inter"], c["experts"], c["topk"], c["tp"]])
+    dts = c["dtype"]
+    for key in {(*map(int, k), d) for k, d in zip(keys.tolist(), dts)}:
+        h, i, e, k, tp, dt = key
+        sel = np.all(keys == np.array([h, i, e, k, tp]), axis=1) & (dts == dt)
+        out[sel] = moe_layer_time(gpu, c["tokens"][sel], h, i // tp, e, k, MOE_WEIGHTS[dt])
+    return out
+
+
 def log_err(pred: np.ndarray, meas_s: np.ndarray) -> float:
     """Mean ``|log(predicted / measured)|``: the fit's loss."""
     return float(np.mean(np.abs(np.log(np.maximum(pred, 1e-15) / meas_s))))
@@ -662,11 +679,15 @@ GEMM_PARAMS = ["gemm_compute", "gemm_memory", "launch_us", "gemm_k_overhead", "g
 ATTENTION_PARAMS = ["attention_prefill_compute", "attention_prefill_memory", "attention_decode_memory",
                     "attention_launch_us"]
 LINK_PARAMS = ["link_bandwidth_efficiency", "collective_latency_us"]
+MOE_PARAMS = ["moe_compute", "moe_launch_us"]
+#: MoE-table ``moe_dtype`` (after :data:`DTYPE_NAMES`) -> the weight precision it is priced at.
+MOE_WEIGHTS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_block": "fp8"}
 
 
 def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
     """The rows the fit uses (the shapes LLM serving runs): bf16 GEMMs with ``1 <= m <=
-    16384`` and ``n, k >= 128``; attention with a bf16 KV cache; 16-bit all-reduce."""
+    16384`` and ``n, k >= 128``; attention with a bf16 KV cache; 16-bit all-reduce; MoE
+    layers with 16-bit or FP8 experts (:data:`MOE_WEIGHTS`)."""
     out = {}
     g = tables.get("gemm")
     if g is not None:
@@ -678,6 +699,9 @@ def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
     if "allreduce" in tables:
         a = tables["allreduce"]
         out["allreduce"] = a.select(np.isin(a.cols["dtype"], ["bf16", "fp16"]))
+    if "moe" in tables:
+        e = tables["moe"]
+        out["moe"] = e.select(np.isin(e.cols["dtype"], list(MOE_WEIGHTS)))
     return {k: v for k, v in out.items() if len(v)}
 
 
@@ -741,11 +765,25 @@ def fit_link(r: Table, preset: str, log: Callable[[str], None] = print) -> dict:
     return {"link_latency_us": 0.0, **dict(zip(LINK_PARAMS, map(float, res.x)))}
 
 
+def fit_moe(t: Table, preset: str, base: dict | None = None, log: Callable[[str], None] = print) -> dict:
+    """The fused-MoE factors ``moe_compute`` and ``moe_launch_us`` on a ``moe`` table, on
+    top of the device's other factors (``base``: those fitted in the same run, over the
+    preset's; the MoE model prices its expert GEMMs with the GEMM factors)."""
+    base = dict(base or {})
+
+    def obj(x):
+        return log_err(predict_moe(make_gpu(preset, {**base, **dict(zip(MOE_PARAMS, x))}, base="preset"), t),
+                       t.cols["latency_s"])
+    res = minimise(obj, [0.6, 20.0], [(0.05, 1.0), (0.0, 200.0)])
+    log(f"  moe: mean|log| {res.fun:.4f}  {np.round(res.x, 4).tolist()}")
+    return dict(zip(MOE_PARAMS, map(float, res.x)))
+
+
 # ----------------------------------------------------------------------------- calibrate
 
 #: Table kinds in report order, with their labels.
 LABELS = {"gemm": "GEMM bf16", "context_attention": "prefill attention",
-          "generation_attention": "decode attention", "allreduce": "all-reduce"}
+          "generation_attention": "decode attention", "allreduce": "all-reduce", "moe": "fused MoE"}
 
 
 @dataclass
@@ -783,6 +821,8 @@ def _predict_all(gpu, rows: dict[str, Table]) -> dict[str, np.ndarray]:
             out[kind] = predict_attention(gpu, t, "prefill")
         elif kind == "generation_attention":
             out[kind] = predict_attention(gpu, t, "decode")
+        elif kind == "moe":
+            out[kind] = predict_moe(gpu, t)
         else:
             out[kind] = predict_allreduce(gpu, t)
     return out
@@ -797,7 +837,8 @@ def calibrate(tables: dict[str, Table], preset: str = "h100_sxm", log: Callable[
     """Fit the ``gpu`` device of ``preset`` to ``tables`` (from :func:`load_aiconfigurator`
     or :func:`load_vidur_mlp`) with the procedure of ``benchmarks/fit_gpu_efficiency.py``:
     GEMM factors on the GEMM table, attention factors on the attention tables, link
-    factors on the all-reduce table; a table that is absent leaves its fields unfitted.
+    factors on the all-reduce table, the fused-MoE factors on a ``moe`` table (after the
+    GEMM factors, which its model uses); a table that is absent leaves its fields unfitted.
     Raises :class:`TableError` if no table has rows the fit can use."""
     from hermes_plugins.devices import Efficiency, GPUConfig
 
@@ -805,7 +846,7 @@ def calibrate(tables: dict[str, Table], preset: str = "h100_sxm", log: Callable[
     rows = fit_rows(tables)
     if not rows:
         raise TableError("no rows to fit: the tables hold no bf16 GEMM (m <= 16384, n, k >= 128), "
-                         "bf16-KV attention or 16-bit all-reduce rows")
+                         "bf16-KV attention, 16-bit all-reduce or 16-bit/FP8 MoE rows")
     eff: dict[str, Any] = {}
     link: dict[str, float] = {}
     tiles: list = []
@@ -816,6 +857,8 @@ def calibrate(tables: dict[str, Table], preset: str = "h100_sxm", log: Callable[
         eff.update(fit_attention(rows.get("context_attention"), rows.get("generation_attention"), preset, log))
     if "allreduce" in rows:
         link = fit_link(rows["allreduce"], preset, log)
+    if "moe" in rows:
+        eff.update(fit_moe(rows["moe"], preset, eff, log))
     eff = {k: _round(v) for k, v in eff.items()}
     link = {k: _round(v) for k, v in link.items()}
     today = datetime.date.today().isoformat()
