@@ -280,6 +280,11 @@ def test_device_tables_price_a_backend_on_measured_moe_layers(tmp_path):
     assert row["status"] == "simulated"
     assert row["tpot_predicted"] != pytest.approx(plain["tpot_predicted"], rel=1e-3)
     assert row["tpot_ape"] < 20  # measured 15.0 ms
+    assert row["device"] == "gpu_profiled" and plain["device"] == "gpu" and plain["measured_operators"] == ""
+    parts = dict(x.split(" ") for x in row["measured_operators"].split("; "))
+    meas, total = map(int, parts["moe"].split("/"))
+    assert meas == total > 0  # every MoE layer of the run is inside the table
+    assert parts["gemm"].startswith("0/")  # no GEMM table given: all modelled
     engine = api.run(sc).summary["clients"]["engine"]["engine/0"]
     sources = engine["device"]["pricing_sources"]
     assert sources["moe"]["measured"] > 0 and sources["gemm"]["measured"] == 0  # MoE tables only

@@ -516,12 +516,21 @@ class Options:
     tables: tuple[tuple[str, str], ...] = ()
 
 
-def simulate(p: Point, opts: Options = Options()) -> tuple[float, float]:
+def simulate(p: Point, opts: Options = Options(), sources: dict | None = None) -> tuple[float, float]:
     """Mean TTFT and TPOT (ms) of the measured requests, the first measured round weighted
-    as in the benchmark (:attr:`Plan.burst_weight`). Raises :class:`HermesError` when the
-    point cannot run (the model does not fit, requests are dropped)."""
+    as in the benchmark (:attr:`Plan.burst_weight`). ``sources``, when given, receives the
+    device's count of operators priced from measured tables and by the model (``{kind:
+    {"measured": n, "modelled": n}}``; empty for the analytic ``gpu``). Raises
+    :class:`HermesError` when the point cannot run (the model does not fit, requests are
+    dropped)."""
     scenario, plan = scenario_for(p, opts.rounds, opts.limits, opts.kv, opts.prompt_reuse, dict(opts.tables))
     result = api.run(scenario)
+    if sources is not None:
+        for rep in result.summary["clients"]["engine"].values():
+            for kind, n in rep.get("device", {}).get("pricing_sources", {}).items():
+                acc = sources.setdefault(kind, {"measured": 0, "modelled": 0})
+                acc["measured"] += n["measured"]
+                acc["modelled"] += n["modelled"]
     first_end = plan.warmup + plan.concurrency
     parts: dict[bool, tuple[list[float], list[float]]] = {True: ([], []), False: ([], [])}
     dropped: Counter = Counter()
@@ -575,18 +584,23 @@ def _row(p: Point) -> dict[str, Any]:
         "hermes_model": MODELS.get(p.model_path, ""),
         "ttft_measured": p.ttft_ms, "ttft_predicted": None, "ttft_ape": None,
         "tpot_measured": p.tpot_ms, "tpot_predicted": None, "tpot_ape": None,
-        "status": "simulated", "reason": "", "wall_s": None,
+        "status": "simulated", "reason": "", "wall_s": None, "device": "", "measured_operators": "",
     }
 
 
 def validate_point(p: Point, opts: Options = Options()) -> dict[str, Any]:
-    """The CSV row of one point: simulated (predicted, measured, APE) or not (``reason``)."""
+    """The CSV row of one point: simulated (predicted, measured, APE) or not (``reason``).
+    ``device`` is the device type the point ran on; on ``gpu_profiled``,
+    ``measured_operators`` gives per operator kind the priced operators that came from the
+    measured tables out of all (e.g. ``moe 303/303; gemm 0/18545``)."""
     row = _row(p)
     reason = unsupported_reason(p)
     if reason is None:
         t0 = time.perf_counter()
+        sources: dict = {}
+        row["device"] = device_for(p, dict(opts.tables))["type"]
         try:
-            ttft, tpot = simulate(p, opts)
+            ttft, tpot = simulate(p, opts, sources)
         except CapacityError as exc:
             reason = f"does not fit: {str(exc).split(': ', 1)[-1]}"
         except HermesError as exc:
@@ -594,6 +608,10 @@ def validate_point(p: Point, opts: Options = Options()) -> dict[str, Any]:
         else:
             row.update(ttft_predicted=ttft, tpot_predicted=tpot, ttft_ape=ape(ttft, p.ttft_ms),
                        tpot_ape=ape(tpot, p.tpot_ms) if math.isfinite(tpot) else None)
+            # which operators came from measurement: "moe 303/303; gemm 0/18545; ..."
+            row["measured_operators"] = "; ".join(
+                f"{k} {v['measured']}/{v['measured'] + v['modelled']}"
+                for k, v in sources.items() if v["measured"] + v["modelled"])
         row["wall_s"] = round(time.perf_counter() - t0, 3)
     if reason is not None:
         row.update(status="not simulated", reason=reason)
@@ -706,7 +724,8 @@ default dataset entries, with each engine's default prefix caching.
 
 --device-tables BACKEND=PATH prices that backend's rows on the gpu_profiled device: the
 operators PATH's aiconfigurator tables measured (e.g. the fused MoE layer of the same
-engine on the same GPU), the analytic model for the rest.
+engine on the same GPU), the analytic model for the rest; the CSV's measured_operators
+column says, per operator kind, how many came from the tables.
 """
 
 
