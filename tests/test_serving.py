@@ -249,3 +249,13 @@ def test_warmup_requests_are_simulated_but_left_out_of_the_summary(registry, tin
     plain = api.run(serving_scenario(tiny_model, {**wl, "warmup_requests": 0, "drain_after_warmup": False}),
                     registry=registry)
     assert plain.summary["requests"]["total"] == 10 and "warmup" not in plain.summary["requests"]
+
+
+def test_two_generating_llm_stages_in_one_pipeline_are_one_clear_error(registry, tiny_model):
+    """A request has one output length: a second llm_serving stage would re-prefill it and
+    emit tokens on top of the first stage's. That is refused, naming the stage's YAML path."""
+    stage = {"type": "llm_serving", "model": tiny_model}
+    sc = {"name": "two", "workload": _closed(n=2),
+          "clients": [{"name": "c", "device": {"type": "toy"}, "stages": [stage, stage]}]}
+    with pytest.raises(ConfigError, match=r"clients\[0\]\.stages\[1\]: request 0 already generated 3 tokens"):
+        api.run(sc, registry=registry)

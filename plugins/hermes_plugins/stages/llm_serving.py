@@ -205,6 +205,13 @@ class LLMServing(Stage):
         return self._outstanding
 
     def submit(self, req: Request) -> None:
+        if req.generated_tokens:
+            # A request carries one output length; a second generating stage would re-prefill
+            # the prompt and emit tokens on top of the first stage's, silently wrong.
+            raise ConfigError(
+                f"{self.ctx.where}: request {req.id} already generated {req.generated_tokens} tokens in an "
+                f"earlier stage of this pipeline; chaining two llm_serving stages (a reasoning model then an "
+                f"answer model, a reward model) is not modelled yet: use one llm_serving stage per pipeline")
         req.replica = self.ctx.name
         reason = self._rejection(req)
         if reason:
