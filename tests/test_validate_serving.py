@@ -298,3 +298,17 @@ def test_device_tables_price_a_backend_on_measured_moe_layers(tmp_path):
 def test_device_tables_bad_spec_is_one_clear_error(spec, msg):
     with pytest.raises(ConfigError, match=msg):
         S.parse_device_tables([spec])
+
+
+def test_cli_device_tables_says_which_rows_used_them(tmp_path):
+    out = tmp_path / "serving.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
+         str(DATA), "--output", str(out), "--jobs", "1", "--filter", "backend=sglang",
+         "--device-tables", f"sglang={MOE_TABLES / 'sglang_0.5.6.post2'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sglang: 1 points on gpu_profiled" in " ".join(proc.stdout.split())
+    (row,) = [r for r in _rows(out) if r["status"] == "simulated"]
+    assert row["device"] == "gpu_profiled" and "moe " in row["measured_operators"]

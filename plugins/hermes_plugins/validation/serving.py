@@ -785,6 +785,10 @@ def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path
     simulated = [r for r in rows if r["status"] == "simulated"]
     console.print(f"{file}: {len(rows)} rows, {len(simulated)} simulated, {len(unsupported)} not simulated; "
                   f"{wall:.1f} s")
+    for backend, path in tables:
+        ran = [r for r in simulated if r["backend"] == backend]
+        console.print(f"{backend}: {len(ran)} points on gpu_profiled with the tables in {path} "
+                      "(measured_operators column: operators priced from them, per kind)")
     for metric, title in (("ttft_", "TTFT (mean per point): predicted vs measured"),
                           ("tpot_", "TPOT (mean per point): predicted vs measured")):
         print_summary(console, title, ape_summary(simulated, GROUPS, metric))
