@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import datetime
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -628,20 +628,29 @@ def predict_allreduce(gpu, t: Table) -> np.ndarray:
 # ----------------------------------------------------------------------------- errors
 
 
+def moe_shapes(t: Table) -> Iterator[tuple[tuple[str, int, int, int, int, int], np.ndarray]]:
+    """The rows of a ``moe`` table grouped by layer shape: ``((dtype, hidden, inter, topk,
+    experts, tp), row indices)`` per distinct shape, in sorted order."""
+    c = t.cols
+    names = ("dtype", "hidden", "inter", "topk", "experts", "tp")
+    keys = [tuple(v) for v in zip(*(c[n].tolist() for n in names))]
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    for k in sorted(groups, key=str):
+        dt, *rest = k
+        yield (str(dt), *map(int, rest)), np.asarray(groups[k])
+
+
 def predict_moe(gpu, t: Table) -> np.ndarray:
     """Modelled seconds of every row of a ``moe`` table: one MoE layer's routed experts at
     the row's token count (:func:`hermes_plugins.stages.step_cost.moe_layer_time`, expert
     width ``inter / tp`` per device)."""
     from hermes_plugins.stages.step_cost import moe_layer_time
 
-    c = t.cols
     out = np.empty(len(t))
-    keys = np.column_stack([c["hidden"], c["inter"], c["experts"], c["topk"], c["tp"]])
-    dts = c["dtype"]
-    for key in {(*map(int, k), d) for k, d in zip(keys.tolist(), dts)}:
-        h, i, e, k, tp, dt = key
-        sel = np.all(keys == np.array([h, i, e, k, tp]), axis=1) & (dts == dt)
-        out[sel] = moe_layer_time(gpu, c["tokens"][sel], h, i // tp, e, k, MOE_WEIGHTS[dt])
+    for (dt, h, i, k, e, tp), sel in moe_shapes(t):
+        out[sel] = moe_layer_time(gpu, t.cols["tokens"][sel], h, i // tp, e, k, MOE_WEIGHTS[dt])
     return out
 
 

@@ -64,7 +64,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from hermes_core import HardwareNode, dtype_bytes, hookimpl
 
-from .calibration import ELEMENT_BYTES, Table, TableError, load_aiconfigurator
+from .calibration import ELEMENT_BYTES, Table, TableError, load_aiconfigurator, moe_shapes
 from .devices import GPU, GPUConfig
 
 KINDS = ("gemm", "attention_prefill", "attention_decode", "memory", "allreduce", "moe")
@@ -214,13 +214,8 @@ class ProfiledTables:
 
         e = tables.get("moe")
         if e is not None:
-            c = e.cols
-            keys = list(zip(c["dtype"], c["hidden"], c["inter"], c["topk"], c["experts"], c["tp"]))
-            for key in sorted(set(keys), key=str):
-                sel = np.array([k == key for k in keys], dtype=bool)
-                dt, *rest = key
-                self.moe[(str(dt), *map(int, rest))] = LogGrid(c["tokens"][sel][:, None].astype(float),
-                                                                c["latency_s"][sel])
+            for key, sel in moe_shapes(e):
+                self.moe[key] = LogGrid(e.cols["tokens"][sel][:, None].astype(float), e.cols["latency_s"][sel])
 
     def summary(self) -> dict[str, Any]:
         """Rows and coverage per table, for reports."""
