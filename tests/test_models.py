@@ -167,6 +167,23 @@ def test_qwen3_235b_a22b_params():
     assert p["active"] == 22_190_739_456
 
 
+def test_minimax_m2_5_params():
+    # h=3072, L=62, 48 heads, 8 KV heads, head_dim 128, 256 experts of I=1536, top-8,
+    # V=200064, untied (model card: 230B total, 10B activated without embeddings).
+    # attention q 3072*48*128 = 18,874,368; k+v 2*3072*8*128 = 6,291,456; o 18,874,368
+    #           -> 44,040,192; norms 6,144; expert 3*3072*1536 = 14,155,776; router 786,432
+    # total per layer 44,040,192 + 6,144 + 256*14,155,776 + 786,432 = 3,668,711,424; x62 =
+    # 227,460,108,288; + embeddings 2*200064*3072 = 1,229,193,216 + final norm 3,072
+    # = 228,689,304,576
+    # active per layer 44,040,192 + 6,144 + 8*14,155,776 + 786,432 = 158,078,976; x62 =
+    # 9,800,896,512; + 1,229,196,288 = 11,030,092,800
+    p = spec("minimax-m2.5").params()
+    assert_close(p["total"], 230e9, rel=0.01)
+    assert_close(p["active"] - p["embedding"], 10e9, rel=0.02)
+    assert p["total"] == 228_689_304_576
+    assert p["active"] == 11_030_092_800
+
+
 def test_qwen3_8b_params():
     # h=4096, L=36, 32 heads, 8 KV heads, head_dim 128, I=12288, V=151936, untied.
     # attention 16,777,216 + 8,388,608 + 16,777,216 = 41,943,040; MLP 3*4096*12288 =
@@ -242,6 +259,7 @@ def test_operator_weights_add_up_to_the_layer_params():
 # -- MoE layout -------------------------------------------------------------------------
 @pytest.mark.parametrize("name, layers, experts, top_k, width", [
     ("qwen3-235b-a22b", 94, 128, 8, 1536),
+    ("minimax-m2.5", 62, 256, 8, 1536),
     ("mixtral-8x7b", 32, 8, 2, 14336),
 ])
 def test_moe_models_have_moe_in_every_layer(name, layers, experts, top_k, width):
