@@ -201,6 +201,35 @@ def test_scenario_mapping_follows_the_documented_assumptions():
     assert S.plan_for(4, 1024).measured_rounds == 20
 
 
+def _vllm_point(source: str, isl: int = 1024, c: int = 4) -> S.Point:
+    return S.Point(line=2, raw={"silicon_data_source": source}, id="x", backend="vllm",
+                   model_path="meta-llama/Llama-3.1-70B", system="h200_sxm", mode="agg", isl=isl,
+                   osl=64, gemm_quant_mode="fp8", batch_size=c, tp=8, pp=1, attention_dp=None,
+                   moe_tp=None, moe_ep=None, ttft_ms=1.0, tpot_ms=1.0)
+
+
+@pytest.mark.parametrize("source, budget", [
+    # measured before aiconfigurator's generator passed vLLM a budget: identified C + isl + 500
+    ("source_file=2026-04-06.csv; model=Llama-3.1-70B; measured=2025-10-29T00:00:00.000Z", 4 + 1024 + 500),
+    # from 2026-01-08 on, and undated rows: the generator's rule C + isl + 1500
+    ("source_file=x.csv; measured=2026-01-08T00:00:00.000Z", 4 + 1024 + 1500),
+    ("source_file=/gap-analysis/data/h200_sxm/vllm/0.12.0/m.csv; silicon_concurrency=4", 4 + 1024 + 1500),
+    ("", 4 + 1024 + 1500),
+    # the stock vllm/vllm-openai image: vLLM's own default on an H200
+    ("db-dump/2026-04-27; measured=2026-03-01T00:00:00.000Z; vllm/vllm-openai:v0.16.0", 8192),
+])
+def test_vllm_budget_follows_the_rows_provenance(source, budget):
+    p = _vllm_point(source)
+    assert S.scenario_for(p)[0]["clients"][0]["stage"]["max_num_batched_tokens"] == budget
+    assert S.scenario_for(p, limits="defaults")[0]["clients"][0]["stage"]["max_num_batched_tokens"] == 8192
+
+
+def test_measured_date_reads_the_data_source_field():
+    assert S.measured_date(_vllm_point("a; measured=2025-10-29T00:00:00.000Z; b")) == S.datetime.date(2025, 10, 29)
+    assert S.measured_date(_vllm_point("a; measured=2026-13-40")) is None
+    assert S.measured_date(_vllm_point("no date here")) is None
+
+
 def test_overlapped_host_time_is_max_not_sum():
     """``overlap_host``: a step lasts max(device, host); without it device + host."""
     def tpot(**stage):

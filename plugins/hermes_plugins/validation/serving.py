@@ -24,7 +24,9 @@ with the reason (:func:`unsupported_reason`) and reported; none is skipped silen
 from __future__ import annotations
 
 import csv
+import datetime
 import math
+import re
 import os
 import time
 from collections import Counter
@@ -86,6 +88,7 @@ MODELS: dict[str, str] = {
     "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
     "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
     "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b",
+    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
 }
 
 #: Why models that are not in the catalog cannot simply be added to it.
@@ -96,8 +99,6 @@ UNSUPPORTED_MODELS: dict[str, str] = {
     "zhipuai/GLM-5": "multi-head latent attention with DeepSeek sparse attention is not modelled",
     "Qwen/Qwen3.5-397B-A17B": "hybrid linear attention (Gated DeltaNet layers) is not modelled",
     "openai/gpt-oss-120b": "sliding-window attention with attention sinks and MXFP4 experts are not modelled",
-    "MiniMaxAI/MiniMax-M2.5": "no config.json of this model in the hermes catalog yet "
-                              "(its GQA + 256-expert top-8 MoE architecture is supported)",
 }
 
 #: aiconfigurator ``system`` -> hermes ``gpu`` preset.
@@ -116,10 +117,11 @@ GEMM_PRECISION: dict[str, str] = {
 
 #: ``moe_dtype`` of aiconfigurator MoE-table rows that match a checkpoint's experts, where
 #: the row's own ``moe_quant_mode`` does not say it (used with ``--device-tables``):
-#: Qwen3-235B-A22B-FP8 ships block-scaled FP8 experts (its config.json:
+#: Qwen3-235B-A22B-FP8 and MiniMax-M2.5 ship block-scaled FP8 experts (their config.json:
 #: ``quantization_config = {quant_method: fp8, weight_block_size: [128, 128]}``), which vLLM
 #: and SGLang run with their block-FP8 fused MoE kernel, whatever quant mode the row names.
-MOE_TABLE_DTYPE: dict[str, str] = {"Qwen/Qwen3-235B-A22B-FP8": "fp8_block"}
+MOE_TABLE_DTYPE: dict[str, str] = {"Qwen/Qwen3-235B-A22B-FP8": "fp8_block",
+                                   "MiniMaxAI/MiniMax-M2.5": "fp8_block"}
 
 #: ``--kv-cache-dtype`` choices. ``auto`` is each backend's own default,
 #: ``kv_cache_dtype=auto``, applied to the row's checkpoint, since the rows do not say:
@@ -157,9 +159,22 @@ class EngineProfile:
     prefix_caching: bool = True
     source: str = ""
 
-    def max_num_batched_tokens(self, limits: str, batch_size: int, isl: int) -> int:
-        if limits == "defaults":
+    #: ``(date, rule)``: rows measured before ``date`` (the ``measured=`` field of
+    #: ``silicon_data_source``) take ``rule`` instead of ``aiconfigurator_max_num_batched_tokens``.
+    earlier_rule: tuple[datetime.date, Callable[[int, int], int]] | None = None
+    #: Rows whose ``silicon_data_source`` names this stock engine image ran the engine's own
+    #: server, not an aiconfigurator-generated deployment: they take the engine's defaults.
+    stock_image: str | None = None
+
+    def max_num_batched_tokens(self, limits: str, batch_size: int, isl: int,
+                               measured: datetime.date | None = None, data_source: str = "") -> int:
+        """Token budget per step under ``limits`` for ``batch_size`` clients and prompts of
+        ``isl`` tokens, for a row measured on ``measured`` (``None``: unknown) whose
+        ``silicon_data_source`` cell is ``data_source``."""
+        if limits == "defaults" or (self.stock_image and self.stock_image in data_source):
             return self.default_max_num_batched_tokens
+        if self.earlier_rule is not None and measured is not None and measured < self.earlier_rule[0]:
+            return self.earlier_rule[1](batch_size, isl)
         return self.aiconfigurator_max_num_batched_tokens(batch_size, isl)
 
 
@@ -188,16 +203,36 @@ HOST_TIME: dict[str, tuple[float, float, bool]] = {
     "sglang": (0.0, 26.0, False),
 }
 
+# vLLM's budget. The rows do not record the deployment's ``--max-num-batched-tokens``.
+# aiconfigurator's generator writes ``C + isl + 1500`` (generator/rule_plugin/vllm.rule), but
+# it had no vLLM backend before 2025-12-04 and the budget reached its run script only on
+# 2026-01-08 (commit 2cecd6596). The Llama-3.1-70B rows were measured on 2025-10-29, in the
+# same campaign as the TensorRT-LLM ones; TTFT median APE of their 60 vLLM rows: vLLM's own
+# H200 default 8192: 149 %; ``C + isl + 1500``: 36.8 %; 2048 (vLLM's generic default):
+# 11.0 %; ``C + isl + 500`` (the campaign's TensorRT-LLM rule): 8.1 %. So rows measured
+# before 2026-01-08 take ``C + isl + 500``, identified on them; later and undated rows
+# (aiconfigurator's automated gap analysis) the generator's rule. Rows whose source names the
+# stock ``vllm/vllm-openai`` image ran vLLM's own server, so vLLM's default 8192 (MiniMax-M2.5,
+# 84 rows: 8192 18.0 %, ``C + isl + 1500`` 34.4 %, ``C + isl + 500`` 40.9 %). TPOT moves by
+# less than a point. See docs/performance-model.md.
+VLLM_RULE_DATE = datetime.date(2026, 1, 8)
+
 #: Engine profiles per backend (see ``docs/performance-model.md``, "Serving validation").
 ENGINES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         default_max_num_batched_tokens=8192,
         aiconfigurator_max_num_batched_tokens=lambda b, isl: b + isl + 1500,
+        # identified on the rows measured before the generator wrote the budget (note above)
+        earlier_rule=(VLLM_RULE_DATE, lambda b, isl: b + isl + 500),
+        stock_image="vllm/vllm-openai:",
         max_num_seqs=1024, gpu_memory_utilization=0.9,
         source="defaults: vLLM V1 EngineArgs for the OpenAI server on GPUs with >= 70 GiB "
                "(max_num_batched_tokens 8192, max_num_seqs 1024), gpu_memory_utilization 0.9; "
                "aiconfigurator: generator/rule_plugin/vllm.rule, agg max_num_tokens = "
-               "batch_size + isl + 1500; chunked prefill, decodes first; automatic prefix caching "
+               "batch_size + isl + 1500; rows measured before 2026-01-08 (when the generator "
+               "started passing it): batch_size + isl + 500, identified on their TTFT; rows "
+               "run on the stock vllm/vllm-openai image (vLLM's own server): its defaults; "
+               "chunked prefill, decodes first; automatic prefix caching "
                "(on by default in vLLM V1; aiconfigurator passes --no-enable-prefix-caching only "
                "when asked)",
     ),
@@ -260,6 +295,22 @@ class Point:
     moe_ep: int | None
     ttft_ms: float
     tpot_ms: float
+
+
+_MEASURED = re.compile(r"measured=(\d{4})-(\d{2})-(\d{2})")
+
+
+def measured_date(p: Point) -> datetime.date | None:
+    """The date a row was measured: the ``measured=YYYY-MM-DD`` field of its
+    ``silicon_data_source`` cell, or ``None`` when the file has no such column or the row
+    does not say."""
+    m = _MEASURED.search(p.raw.get("silicon_data_source", ""))
+    if m is None:
+        return None
+    try:
+        return datetime.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return None
 
 
 def _int(x: float | None) -> int | None:
@@ -487,7 +538,8 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                               "kv_cache": kv_cache_dtype(p.backend, weights, kv)},
                 "parallelism": {"tp": p.tp, "pp": p.pp or 1},
                 "max_num_seqs": max(eng.max_num_seqs, C),
-                "max_num_batched_tokens": eng.max_num_batched_tokens(limits, C, p.isl),
+                "max_num_batched_tokens": eng.max_num_batched_tokens(limits, C, p.isl, measured_date(p),
+                                                                   p.raw.get("silicon_data_source", "")),
                 # aiconfigurator's generated configs: max_model_len = isl + osl + 1500
                 "max_model_len": min(p.isl + p.osl + 1500,
                                      _spec(MODELS[p.model_path]).max_position_embeddings),
