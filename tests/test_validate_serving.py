@@ -32,6 +32,15 @@ def _write(path: Path, rows: list[dict[str, str]], header: list[str] | None = No
     return path
 
 
+def _validate_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``hermes validate serving --format aiconfigurator-silicon ARGS`` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
+         *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def sample_result():
     points = S.read_points(DATA)
@@ -66,11 +75,7 @@ def test_sample_unsupported_rows_are_reported_with_reasons(sample_result):
 
 def test_cli_on_sample_prints_tables_and_writes_csv(tmp_path):
     out = tmp_path / "serving.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
-         str(DATA), "--output", str(out), "--jobs", "1"],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _validate_cli(str(DATA), "--output", str(out), "--jobs", "1")
     assert proc.returncode == 0, proc.stderr
     assert "TTFT (mean per point): predicted vs measured" in proc.stdout
     assert "TPOT (mean per point): predicted vs measured" in proc.stdout
@@ -116,11 +121,7 @@ def test_handmade_file_with_unseen_points_runs(tmp_path):
     ]
     path = _write(tmp_path / "handmade.csv", rows, header)
     out = tmp_path / "out.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
-         str(path), "-o", str(out), "--jobs", "2"],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _validate_cli(str(path), "-o", str(out), "--jobs", "2")
     assert proc.returncode == 0, proc.stderr
     got = {r["id"]: r for r in _rows(out)}
     assert got["handmade_llama8b_vllm_512x64_c5"]["status"] == "simulated"
@@ -136,11 +137,7 @@ def test_missing_column_names_file_and_column(tmp_path):
     with pytest.raises(ConfigError) as exc:
         S.read_points(path)
     assert str(exc.value).startswith(f"{path}: column 'silicon_tpot_ms' is missing")
-    proc = subprocess.run(
-        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
-         str(path), "-o", str(tmp_path / "x.csv")],
-        capture_output=True, text=True, timeout=120,
-    )
+    proc = _validate_cli(str(path), "-o", str(tmp_path / "x.csv"), timeout=120)
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "no_tpot.csv" in proc.stderr and "silicon_tpot_ms" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -331,12 +328,8 @@ def test_device_tables_bad_spec_is_one_clear_error(spec, msg):
 
 def test_cli_device_tables_says_which_rows_used_them(tmp_path):
     out = tmp_path / "serving.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hermes_core.cli", "validate", "serving", "--format", "aiconfigurator-silicon",
-         str(DATA), "--output", str(out), "--jobs", "1", "--filter", "backend=sglang",
-         "--device-tables", f"sglang={MOE_TABLES / 'sglang_0.5.6.post2'}"],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _validate_cli(str(DATA), "--output", str(out), "--jobs", "1", "--filter", "backend=sglang",
+                         "--device-tables", f"sglang={MOE_TABLES / 'sglang_0.5.6.post2'}")
     assert proc.returncode == 0, proc.stderr
     assert "sglang: 1 points on gpu_profiled" in " ".join(proc.stdout.split())
     (row,) = [r for r in _rows(out) if r["status"] == "simulated"]
