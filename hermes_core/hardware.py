@@ -24,6 +24,9 @@ DTYPE_BYTES: dict[str, float] = {
     "int8": 1.0,
     "fp4": 0.5,
     "int4": 0.5,
+    # OCP Microscaling (MX) v1.0: FP4 (E2M1) elements in blocks of 32 sharing one 8-bit
+    # (E8M0) scale, 4 + 8/32 = 4.25 bits per element (gpt-oss's routed experts)
+    "mxfp4": 4.25 / 8,
 }
 
 

@@ -8,8 +8,12 @@ output and down projections row-parallel, one all-reduce after each).
 
 Supported: dense and GQA decoders with a gated MLP (Llama, Mistral, Qwen2/Qwen3, InternLM2
 ...) and MoE decoders with top-k routing and optional shared experts (Mixtral, Qwen2-MoE,
-Qwen3-MoE). Multi-head latent attention (DeepSeek-V2/V3) is not modelled yet and raises
-:class:`~hermes_core.errors.ConfigError`.
+Qwen3-MoE, MiniMax-M2, gpt-oss), including layers with sliding-window attention (the
+``layer_types`` list of ``config.json``, gpt-oss's alternating 128-token window) and
+MXFP4-quantized routed experts (``quantization_config.quant_method = "mxfp4"``). gpt-oss's
+attention sinks (one learned logit per head added to the softmax) and biases are a
+negligible share of the work and are not priced. Multi-head latent attention
+(DeepSeek-V2/V3) is not modelled yet and raises :class:`~hermes_core.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -70,6 +74,12 @@ class ModelSpec:
     moe_intermediate: int = 0
     shared_expert_intermediate: int = 0
     moe_layers: tuple[int, ...] = ()
+    #: tokens a sliding-window attention layer attends to (0: none), and which layers
+    sliding_window: int = 0
+    sliding_layers: tuple[int, ...] = ()
+    #: precision of the routed experts' weights when the checkpoint quantizes only them
+    #: (``"mxfp4"`` for gpt-oss); ``""``: as the rest of the model
+    expert_weights: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -117,13 +127,28 @@ class ModelSpec:
             moe_inter, shared, moe_layers = 0, 0, ()
         inter = int(cfg.get("intermediate_size") or (0 if n_exp else need("intermediate_size")))
         max_pos = int(cfg.get("max_position_embeddings") or 4096)
+        window, sliding = 0, ()
+        types = cfg.get("layer_types")
+        if types is not None:
+            if not isinstance(types, list) or len(types) != layers:
+                raise ConfigError(f"{where}: 'layer_types' must list one type per layer ({layers})")
+            sliding = tuple(i for i, t in enumerate(types) if t == "sliding_attention")
+        elif cfg.get("use_sliding_window") and cfg.get("sliding_window"):
+            sliding = tuple(range(layers))
+        if sliding:
+            window = int(need("sliding_window"))
+            if window <= 0:
+                raise ConfigError(f"{where}: 'sliding_window' must be a positive token count, got {window}")
+        quant = cfg.get("quantization_config") or {}
+        expert_weights = "mxfp4" if n_exp and quant.get("quant_method") == "mxfp4" else ""
         return cls(
             name=name or cfg.get("_name_or_path", "model"),
             hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
             intermediate=inter, vocab=int(need("vocab_size")), max_position_embeddings=max_pos,
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             num_experts=n_exp, experts_per_token=top_k, moe_intermediate=moe_inter,
-            shared_expert_intermediate=shared, moe_layers=moe_layers, source=source, raw=cfg,
+            shared_expert_intermediate=shared, moe_layers=moe_layers, sliding_window=window,
+            sliding_layers=sliding, expert_weights=expert_weights, source=source, raw=cfg,
         )
 
     @classmethod
@@ -162,11 +187,23 @@ class ModelSpec:
         active = self.layers * (attn + norms) + n_dense * dense_mlp + n_moe * moe_active + emb + h
         return {"total": total, "active": active, "embedding": emb}
 
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers that attend to the whole context (all but the sliding-window ones)."""
+        return self.layers - len(self.sliding_layers)
+
     def kv_bytes_per_token(self, kv_dtype_bytes: float, tp: int = 1, pp: int = 1) -> float:
-        """KV-cache bytes per token on one device: ``2 * layers/pp * kv_heads/tp * head_dim *
-        bytes``. With ``tp > kv_heads`` each device keeps one replicated KV head (vLLM)."""
+        """KV-cache bytes per token on one device: ``2 * L/pp * kv_heads/tp * head_dim *
+        bytes``. With ``tp > kv_heads`` each device keeps one replicated KV head (vLLM).
+
+        ``L`` counts the full-attention layers only when some layers use a sliding window:
+        those keep at most ``sliding_window`` tokens per sequence (vLLM's hybrid KV-cache
+        manager frees the blocks that leave the window; TensorRT-LLM keeps a pool per window
+        size), a fixed few MB per sequence that hermes does not reserve. A model whose every
+        layer slides keeps them all in ``L`` (a conservative capacity)."""
         kvh = max(1, self.kv_heads // tp)
-        return 2.0 * (self.layers / pp) * kvh * self.head_dim * kv_dtype_bytes
+        layers = self.full_attention_layers or self.layers
+        return 2.0 * (layers / pp) * kvh * self.head_dim * kv_dtype_bytes
 
     def check_parallelism(self, tp: int, pp: int, where: str) -> None:
         """Raise :class:`ConfigError` unless heads split evenly over ``tp`` and layers over
@@ -232,13 +269,22 @@ class ModelSpec:
         ]
         return inputs, outputs
 
-    def weight_bytes_per_device(self, weight_dtype_bytes: float, tp: int, pp: int) -> float:
+    def expert_params(self) -> int:
+        """Parameters of all routed experts (gate, up and down projections of every expert of
+        every MoE layer)."""
+        return len(self.moe_layers) * self.num_experts * 3 * self.hidden * self.moe_intermediate
+
+    def weight_bytes_per_device(self, weight_dtype_bytes: float, tp: int, pp: int,
+                                expert_dtype_bytes: float | None = None) -> float:
         """Weight bytes on one device (layers split over ``pp``, matrices over ``tp``;
         embedding and LM head vocab-parallel on the first / last stage, counted here on the
-        busiest stage)."""
+        busiest stage). ``expert_dtype_bytes``: bytes per routed-expert weight when the
+        experts are stored in another precision (default: ``weight_dtype_bytes``)."""
         p = self.params()
-        body = (p["total"] - p["embedding"]) / pp / tp
+        experts = self.expert_params()
+        eb = weight_dtype_bytes if expert_dtype_bytes is None else expert_dtype_bytes
+        body = ((p["total"] - p["embedding"] - experts) * weight_dtype_bytes + experts * eb) / pp / tp
         emb = self.vocab * self.hidden / tp
         head = 0 if self.tie_word_embeddings else emb
         extra = emb + head if pp == 1 else max(emb, head)
-        return (body + extra) * weight_dtype_bytes
+        return body + extra * weight_dtype_bytes

@@ -184,6 +184,35 @@ def test_minimax_m2_5_params():
     assert p["active"] == 11_030_092_800
 
 
+def test_gpt_oss_120b_params_and_layout():
+    # h=2880, L=36, 64 heads, 8 KV heads, head_dim 64, 128 experts of I=2880, top-4,
+    # V=201088, untied (OpenAI model card: 116.83B total, 5.13B active per token, which
+    # leaves out the input embedding). Biases and sinks are not counted (0.03 %).
+    # attention q 2880*64*64 = 11,796,480; k+v 2*2880*8*64 = 2,949,120; o 11,796,480
+    #           -> 26,542,080; norms 5,760; expert 3*2880*2880 = 24,883,200; router 368,640
+    # total per layer 26,542,080 + 5,760 + 128*24,883,200 + 368,640 = 3,211,966,080; x36 =
+    # 115,630,778,880; + embeddings 2*201088*2880 = 1,158,266,880 + final norm 2,880
+    # = 116,789,048,640
+    # active per layer 26,542,080 + 5,760 + 4*24,883,200 + 368,640 = 126,449,280; x36 =
+    # 4,552,174,080; + 1,158,269,760 = 5,710,443,840
+    s = spec("gpt-oss-120b")
+    p = s.params()
+    assert p["total"] == 116_789_048_640
+    assert p["active"] == 5_710_443_840
+    assert_close(p["active"] - p["embedding"] / 2, 5.13e9, rel=0.01)
+    # alternating 128-token sliding-window layers, starting with layer 0
+    assert s.sliding_window == 128 and s.sliding_layers == tuple(range(0, 36, 2))
+    assert s.full_attention_layers == 18
+    # MXFP4 experts (4.25 bits), BF16 rest: 115.63e9 - 36*(26,542,080 + 5,760 + 368,640)
+    # = 114.663e9 expert weights at 0.53125 B + 1,158,266,880 + 968,474,880 at 2 B
+    experts = 36 * 128 * 24_883_200
+    assert s.expert_params() == experts
+    rest = p["total"] - experts
+    assert s.weight_bytes_per_device(2.0, 1, 1, 4.25 / 8) == pytest.approx(experts * 4.25 / 8 + rest * 2.0)
+    # KV per token holds the 18 full-attention layers only: 2 * 18 * 8 * 64 * 2 B
+    assert s.kv_bytes_per_token(2.0) == 36_864
+
+
 def test_qwen3_8b_params():
     # h=4096, L=36, 32 heads, 8 KV heads, head_dim 128, I=12288, V=151936, untied.
     # attention 16,777,216 + 8,388,608 + 16,777,216 = 41,943,040; MLP 3*4096*12288 =
@@ -261,6 +290,7 @@ def test_operator_weights_add_up_to_the_layer_params():
     ("qwen3-235b-a22b", 94, 128, 8, 1536),
     ("minimax-m2.5", 62, 256, 8, 1536),
     ("mixtral-8x7b", 32, 8, 2, 14336),
+    ("gpt-oss-120b", 36, 128, 4, 2880),
 ])
 def test_moe_models_have_moe_in_every_layer(name, layers, experts, top_k, width):
     s = spec(name)
@@ -281,6 +311,27 @@ def _write(tmp_path: Path, cfg: dict) -> Path:
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
     return p
+
+
+def test_sliding_window_layers_from_config(tmp_path):
+    cfg = json.loads((CATALOG / "llama-3.1-8b.json").read_text())
+    # no layer_types and no use_sliding_window: every layer attends to the whole context
+    assert ModelSpec.from_hf_config({**cfg, "sliding_window": 4096}).sliding_layers == ()
+    # Qwen2-style switch: every layer slides
+    allw = ModelSpec.from_hf_config({**cfg, "sliding_window": 4096, "use_sliding_window": True})
+    assert allw.sliding_layers == tuple(range(32)) and allw.sliding_window == 4096
+    # a model whose every layer slides keeps them all in the per-token KV (conservative)
+    assert allw.kv_bytes_per_token(2.0) == ModelSpec.from_hf_config(cfg).kv_bytes_per_token(2.0)
+    types = ["full_attention"] * 32
+    types[5] = "sliding_attention"
+    one = ModelSpec.from_hf_config({**cfg, "sliding_window": 512, "layer_types": types})
+    assert one.sliding_layers == (5,) and one.full_attention_layers == 31
+    with pytest.raises(ConfigError, match="'layer_types' must list one type per layer"):
+        ModelSpec.from_file(_write(tmp_path, {**cfg, "layer_types": types[:3], "sliding_window": 512}))
+    with pytest.raises(ConfigError, match="missing field 'sliding_window'"):
+        ModelSpec.from_hf_config({**cfg, "layer_types": types})
+    with pytest.raises(ConfigError, match="positive token count"):
+        ModelSpec.from_hf_config({**cfg, "layer_types": types, "sliding_window": -1})
 
 
 def test_multi_head_latent_attention_is_refused(tmp_path):
