@@ -90,13 +90,15 @@ def tiny_model(tmp_path):
 
 
 def serving_scenario(model: str, workload: dict, *, device=None, batching="chunked_prefill", **stage) -> dict:
-    """A one-client scenario dict on the toy device (or ``device``)."""
+    """A one-client scenario dict on the toy device (or ``device``); ``batching`` is a
+    policy name or a whole policy spec."""
     return {
         "name": "test",
         "workload": workload,
         "clients": [{
             "name": "c",
             "device": device or {"type": "toy"},
-            "stage": {"type": "llm_serving", "model": model, "batching": {"type": batching}, **stage},
+            "stage": {"type": "llm_serving", "model": model, "batching": batching if isinstance(batching, dict) else {"type": batching},
+                      **stage},
         }],
     }

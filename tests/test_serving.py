@@ -259,3 +259,36 @@ def test_two_generating_llm_stages_in_one_pipeline_are_one_clear_error(registry,
           "clients": [{"name": "c", "device": {"type": "toy"}, "stages": [stage, stage]}]}
     with pytest.raises(ConfigError, match=r"clients\[0\]\.stages\[1\]: request 0 already generated 3 tokens"):
         api.run(sc, registry=registry)
+
+
+def test_guaranteed_no_evict_without_chunking_schedules_whole_prompts(registry, tiny_model):
+    """TensorRT-LLM with ``enable_chunked_prefill: false``: a prompt runs whole or waits.
+    Two 1000-token prompts arrive together under a 1500-token budget. Chunked, the first
+    step runs A (1000) and B's first 500 tokens, so A's first token waits for 1500 tokens
+    of work; unchunked, A runs alone (B does not fit the 500 left) and B whole in the next
+    step."""
+    wl = {"type": "closed_loop", "concurrency": 2, "num_requests": 2, "isl": 1000, "osl": 4}
+    stage = {"max_num_batched_tokens": 1500}
+    chunked = run(serving_scenario(tiny_model, wl, batching="guaranteed_no_evict", **stage), registry=registry)
+    whole = run(serving_scenario(tiny_model, wl, **stage,
+                                 batching={"type": "guaranteed_no_evict", "enable_chunked_prefill": False}),
+                registry=registry)
+    (ca, cb), (wa, wb) = chunked.request_rows(), whole.request_rows()
+    assert wa["first_token_s"] < ca["first_token_s"]
+    assert wa["first_token_s"] < wb["first_token_s"]
+    assert whole.summary["requests"]["completed"] == 2
+    # a prompt longer than the budget can never run whole: rejected with the reason
+    long = run(serving_scenario(tiny_model, {**wl, "isl": 2000}, **stage,
+                                batching={"type": "guaranteed_no_evict", "enable_chunked_prefill": False}),
+               registry=registry)
+    assert long.summary["requests"]["dropped_reasons"] == {"prompt_exceeds_token_budget": 2}
+    why = {r.dropped_reason for r in long.requests}
+    assert len(why) == 1 and "the policy does not chunk prefills" in why.pop()
+
+
+def test_no_chunking_rejects_a_chunk_cap(registry, tiny_model):
+    wl = {"type": "closed_loop", "concurrency": 1, "num_requests": 1, "isl": 10, "osl": 2}
+    sc = serving_scenario(tiny_model, wl, batching={"type": "guaranteed_no_evict", "enable_chunked_prefill": False,
+                                                    "long_prefill_token_threshold": 256})
+    with pytest.raises(ConfigError, match="long_prefill_token_threshold.*enable_chunked_prefill"):
+        run(sc, registry=registry)

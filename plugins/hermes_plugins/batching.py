@@ -8,7 +8,7 @@ admitted running sequence when blocks run out.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hermes_core import Batch, BatchingPolicy, SchedulerState, hookimpl
 
@@ -163,6 +163,8 @@ class ChunkedPrefill(BatchingPolicy):
                 if cap and n > cap:
                     n = cap
                 if n > budget:
+                    if not self._fits(n, budget):
+                        break
                     n = budget
                 if not self._reserve(kv, seq, n):
                     break
@@ -172,20 +174,52 @@ class ChunkedPrefill(BatchingPolicy):
                 budget -= n
         return batch if batch.seqs else None
 
+    def _fits(self, n: int, budget: int) -> bool:
+        """Whether a waiting prompt needing ``n`` tokens may start with a chunk of
+        ``budget`` < ``n`` tokens (always, for a chunking policy)."""
+        return True
+
     def _reserve(self, kv, seq, n: int) -> bool:
         """Reserve KV for admitting ``seq`` with a first chunk of ``n`` tokens."""
         return kv.try_allocate(seq, n)
 
 
+class GuaranteedNoEvictConfig(ChunkedPrefillConfig):
+    """``enable_chunked_prefill``: TensorRT-LLM's option of that name (default off in its
+    LLM API). Off, a prompt is scheduled only whole, when it fits what the step's token
+    budget has left; the first waiting prompt that does not fit stops admission for the
+    step (``MicroBatchScheduler``: ``break`` on a context request over
+    ``maxNumTokens``)."""
+
+    enable_chunked_prefill: bool = True
+
+    @model_validator(mode="after")
+    def _threshold_needs_chunking(self):
+        if not self.enable_chunked_prefill and self.long_prefill_token_threshold:
+            raise ValueError("long_prefill_token_threshold caps a prompt's chunk; it needs "
+                             "enable_chunked_prefill: true")
+        return self
+
+
 class GuaranteedNoEvict(ChunkedPrefill):
-    """Chunked prefill that admits a request only when the KV blocks of its whole sequence
-    (prompt + output tokens) can be reserved, so a running request is never preempted:
-    TensorRT-LLM's default capacity scheduler (``CapacitySchedulerPolicy.GUARANTEED_NO_EVICT``).
-    Running sequences are served as in :class:`ChunkedPrefill` (decodes first, then
-    prefill chunks within the token budget); their blocks are already reserved.
+    """In-flight batching that admits a request only when the KV blocks of its whole
+    sequence (prompt + output tokens) can be reserved, so a running request is never
+    preempted: TensorRT-LLM's default capacity scheduler
+    (``CapacitySchedulerPolicy.GUARANTEED_NO_EVICT``). Running sequences are served as in
+    :class:`ChunkedPrefill` (decodes first, then prefill chunks within the token budget);
+    their blocks are already reserved. With ``enable_chunked_prefill: false`` prompts are
+    never split (see :class:`GuaranteedNoEvictConfig`) and a prompt longer than the token
+    budget is rejected with its reason.
     """
 
-    Config = ChunkedPrefillConfig
+    Config = GuaranteedNoEvictConfig
+
+    def __init__(self, config: BaseModel):
+        super().__init__(config)
+        self.chunks_prefill = config.enable_chunked_prefill
+
+    def _fits(self, n: int, budget: int) -> bool:
+        return self.chunks_prefill or n <= budget
 
     def _reserve(self, kv, seq, n: int) -> bool:
         """Admit only with the blocks of the whole sequence (prompt + output) reserved."""
