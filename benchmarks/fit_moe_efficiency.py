@@ -25,6 +25,15 @@ shape they measured)::
 
     python benchmarks/fit_moe_efficiency.py AIC/h200_sxm/moe/sglang/0.5.6.post2 AIC/h200_sxm/moe/vllm/0.14.0
 
+With ``--mxfp4`` it fits instead ``moe_compute_mxfp4``, the compute factor of experts with
+MXFP4 weights (vLLM's ``vllm_mxfp4_moe`` kernels, which dequantize to BF16 on Hopper), on the
+table's ``w4a16_mxfp4`` rows with ``moe_launch_us`` kept from the ``"moe"`` section, and
+writes the ``"moe_mxfp4"`` section. Its default table is the one shipped with hermes
+(``data/aiconfigurator_h200/vllm_0.18.0``: gpt-oss-120b's experts, hidden 2880, inter
+2880, 128 experts, top-4, moe_tp 1)::
+
+    python benchmarks/fit_moe_efficiency.py --mxfp4
+
 Needs pyarrow for parquet tables (``pip install "hermes-sim[parquet]"``).
 """
 
@@ -37,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hermes_plugins.calibration import Table, errors, fit_moe, load_aiconfigurator, make_gpu, predict_moe
+from hermes_plugins.calibration import (Table, by_bucket, errors, fit_moe, load_aiconfigurator, log_err, make_gpu,
+                                        minimise, predict_moe)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "plugins" / "hermes_plugins" / "data"
@@ -46,15 +56,20 @@ DEFAULT_OUT = DATA / "efficiency_h100_sxm.json"
 PRESET = "h200_sxm"
 DTYPES = ("bf16", "fp8_block")  # table moe_dtype: 16-bit and block-FP8 experts
 HELD_OUT = (4096, 1536, 128, 8)  # Qwen3-235B-A22B: hidden, inter, experts, top-k
+MXFP4_TABLES = [DATA / "aiconfigurator_h200" / "vllm_0.18.0"]
+DISTRIBUTION = "power_law_1.01"  # the routing the tables prefer (aiconfigurator's default)
 
 
-def load(paths: list[Path]) -> dict[str, np.ndarray]:
-    """The fit rows of every table, concatenated, with an ``engine`` column."""
+def load(paths: list[Path], dtypes=DTYPES) -> dict[str, np.ndarray]:
+    """The fit rows of every table (``dtypes``, routing :data:`DISTRIBUTION` where the
+    table records one), concatenated, with an ``engine`` column."""
     parts = []
     for p in paths:
         t = load_aiconfigurator([p])["moe"]
         c = t.cols
-        keep = np.isin(c["dtype"], list(DTYPES))
+        keep = np.isin(c["dtype"], list(dtypes))
+        if np.any(c["distribution"] == DISTRIBUTION):
+            keep &= c["distribution"] == DISTRIBUTION
         part = {k: v[keep] for k, v in c.items()}
         label = Path(p).name if Path(p).is_dir() else Path(p).parent.name
         part["engine"] = np.full(int(keep.sum()), f"{t.cols['kernel'][0]} {label}" if len(t) else label, dtype=object)
@@ -88,11 +103,58 @@ def report(rows, pred) -> dict:
     return out
 
 
+def _rel(p: Path) -> str:
+    """``p`` relative to the repository when it is inside it."""
+    try:
+        return str(Path(p).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def fit_mxfp4(tables: list[Path], out: Path) -> None:
+    """Fit ``moe_compute_mxfp4`` on the ``w4a16_mxfp4`` rows of ``tables`` and write the
+    ``"moe_mxfp4"`` section of ``out``."""
+    rows = load(tables, ("w4a16_mxfp4",))
+    if not len(rows["latency_s"]):
+        raise SystemExit(f"no w4a16_mxfp4 rows with routing {DISTRIBUTION} in {', '.join(map(str, tables))}")
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    base = dict(doc.get("moe", {}).get("efficiency", {}))
+
+    def pred(x: float) -> np.ndarray:
+        gpu = make_gpu(PRESET, {**base, "moe_compute_mxfp4": x}, base="preset")
+        return predict_moe(gpu, Table("moe", rows))
+
+    meas = rows["latency_s"]
+    res = minimise(lambda v: log_err(pred(float(v[0])), meas), [0.5], [(0.02, 1.0)])
+    x = round(float(res.x[0]), 4)
+    after = report(rows, pred(x))
+    doc["moe_mxfp4"] = {
+        "efficiency": {"moe_compute_mxfp4": x},
+        "source": f"fit on aiconfigurator H200 vLLM 0.18.0 MXFP4 fused-MoE rows ({', '.join(_rel(p) for p in tables)}; "
+                  "full table: aic-core/src/aiconfigurator_core/systems/data/h200_sxm/moe/vllm/0.18.0/moe_perf.parquet), "
+                  f"ai-dynamo/aiconfigurator @ 095f58a5, routing {DISTRIBUTION}, moe_launch_us from the moe section, "
+                  f"{datetime.date.today().isoformat()}",
+        "rows": int(len(meas)),
+        "errors": after,
+        "errors_with_moe_compute": report(rows, pred(base.get("moe_compute", 1.0))),
+        "by_tokens": by_bucket(pred(x), meas, rows["tokens"], [(1, 7), (8, 63), (64, 511), (512, 4095), (4096, 1 << 20)],
+                               "tokens"),
+    }
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
+    print(json.dumps({k: doc["moe_mxfp4"][k] for k in ("efficiency", "by_tokens")}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("tables", nargs="*", type=Path, default=DEFAULT_TABLES, help="moe_perf tables or directories")
+    ap.add_argument("tables", nargs="*", type=Path, help="moe_perf tables or directories (default: the shipped ones)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--mxfp4", action="store_true", help="fit moe_compute_mxfp4 on MXFP4 rows instead")
     args = ap.parse_args()
+    if args.mxfp4:
+        fit_mxfp4(args.tables or MXFP4_TABLES, args.out)
+        return
+    args.tables = args.tables or DEFAULT_TABLES
     rows = load(args.tables)
     shape = np.column_stack([rows["hidden"], rows["inter"], rows["experts"], rows["topk"]])
     held = np.all(shape == np.array(HELD_OUT), axis=1)

@@ -128,3 +128,53 @@ def test_pipeline_parallel_step_passes_every_stage_plus_send_recv():
     p2p = 2e-6 + T * 256 * 2 / 1e11
     t, _, _ = c.step(T, 1, pairs, T, T, 0, 0)
     assert t == pytest.approx(2 * stage + emb + head(1) + p2p, rel=1e-12)
+
+
+# -- sliding-window layers ----------------------------------------------------------------
+def test_window_sums_by_hand():
+    from hermes_plugins.stages.step_cost import window_sums
+
+    # window 4. A prompt of 3 on an empty cache: queries see 1, 2, 3 keys (6 pairs), K/V of
+    # 3 tokens. A chunk of 5 on 2 cached: positions 2..6 see 3, 4, 4, 4, 4 keys (19) and
+    # read positions 0..6 (7). A chunk of 2 on 10 cached: 4 + 4 pairs, positions 7..11 (5).
+    # A decode on 3 cached reads min(4, 4) = 4 tokens.
+    assert window_sums(4, [0, 2, 10, 3], [3, 5, 2, 1]) == (6 + 19 + 8, 3 + 7 + 5, 4)
+    # a window wider than every context changes nothing
+    assert window_sums(10_000, [0, 300], [1000, 1]) == (1000 * 1001 // 2, 1000, 301)
+
+
+def windowed_cost(window_layers):
+    cfg = {**TINY_MODEL, "sliding_window": 4,
+           "layer_types": ["sliding_attention" if i in window_layers else "full_attention" for i in range(2)]}
+    spec = ModelSpec.from_hf_config(cfg, name="tiny-swa")
+    topo = Topology.single_switch(["d0"], 1e11, 0.0)
+    return StepCostModel(spec, ToyDevice(ToyConfig()), 1, 1, "bf16", "bf16", "bf16", topo, ["d0"], 2048, 64)
+
+
+def test_sliding_window_layer_reads_only_its_window():
+    # two decodes on 99 and 499 cached tokens; layer 0 slides over 4 tokens, layer 1 is full
+    kv_full, kv_win = 100 + 500, 4 + 4
+    full = rl(4 * 4 * 64 * kv_full, kv_full * 512 + 2 * 1024)
+    win = rl(4 * 4 * 64 * kv_win, kv_win * 512 + 2 * 1024)
+    expected = 2 * layer_linear(2) + full + win + 2 * 2 * 256 * 2 / BW + head(2)
+    t, _, _ = windowed_cost({0}).step(2, 2, 0, 0, 0, 2, kv_full, window=(0, 0, kv_win))
+    assert t == pytest.approx(expected, rel=1e-12)
+    # without the window sums every layer is priced as full attention
+    t_full, _, _ = windowed_cost({0}).step(2, 2, 0, 0, 0, 2, kv_full)
+    assert t_full == pytest.approx(2 * (layer_linear(2) + full) + 2 * 2 * 256 * 2 / BW + head(2), rel=1e-12)
+
+
+def test_mxfp4_experts_are_priced_at_their_own_precision():
+    # (an H200: the toy device has no mxfp4 rate) 4.25-bit experts read 0.265625 of the bytes of 16-bit ones; everything else unchanged
+    cfg = {**TINY_MODEL, "num_local_experts": 8, "num_experts_per_tok": 2}
+    spec = ModelSpec.from_hf_config(cfg, name="tiny-moe")
+    topo = Topology.single_switch(["d0"], 1e11, 0.0)
+    from hermes_plugins.devices import GPU, GPUConfig
+
+    args = (spec, GPU(GPUConfig(preset="h200_sxm")), 1, 1, "bf16", "bf16", "bf16", topo, ["d0"], 2048, 64)
+    bf16, mx = StepCostModel(*args), StepCostModel(*args, experts="mxfp4")
+    _, _, b16 = bf16.step(1, 1, 0, 0, 0, 1, 10)
+    _, _, b4 = mx.step(1, 1, 0, 0, 0, 1, 10)
+    # one decode token routes to 2 experts of 3 * 256 * 512 weights in each of 2 layers
+    expert_bytes = 2 * 2 * 3 * 256 * 512
+    assert b16 - b4 == pytest.approx(expert_bytes * (2 - 4.25 / 8))

@@ -690,7 +690,10 @@ ATTENTION_PARAMS = ["attention_prefill_compute", "attention_prefill_memory", "at
 LINK_PARAMS = ["link_bandwidth_efficiency", "collective_latency_us"]
 MOE_PARAMS = ["moe_compute", "moe_launch_us"]
 #: MoE-table ``moe_dtype`` (after :data:`DTYPE_NAMES`) -> the weight precision it is priced at.
-MOE_WEIGHTS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_block": "fp8"}
+MOE_WEIGHTS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_block": "fp8", "w4a16_mxfp4": "mxfp4"}
+#: MoE-table dtypes with a compute factor of their own (``moe_compute_mxfp4``), left out of
+#: the ``moe_compute`` fit.
+MOE_OWN_FACTOR = {"w4a16_mxfp4"}
 
 
 def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
@@ -710,7 +713,7 @@ def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
         out["allreduce"] = a.select(np.isin(a.cols["dtype"], ["bf16", "fp16"]))
     if "moe" in tables:
         e = tables["moe"]
-        out["moe"] = e.select(np.isin(e.cols["dtype"], list(MOE_WEIGHTS)))
+        out["moe"] = e.select(np.isin(e.cols["dtype"], sorted(set(MOE_WEIGHTS) - MOE_OWN_FACTOR)))
     return {k: v for k, v in out.items() if len(v)}
 
 

@@ -62,7 +62,10 @@ MiB = 2**20
 class GPUPreset(BaseModel):
     """Datasheet figures of one GPU model (units in field names). ``link_latency_us``:
     one-hop latency of the scale-up link; ``None`` takes the fitted default
-    (:func:`fitted_link`)."""
+    (:func:`fitted_link`). ``peak_tflops["mxfp4"]`` is the rate of GEMMs on MXFP4 weights:
+    the FP4 tensor-core rate where the GPU has one (Blackwell), else its BF16 rate (A100,
+    H100, H200 have no FP4 tensor cores; vLLM's Marlin and Triton MXFP4 kernels dequantize
+    the weights to BF16 inside the GEMM, "w4a16")."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -78,25 +81,27 @@ class GPUPreset(BaseModel):
 PRESETS: dict[str, GPUPreset] = {
     "a100_sxm_80gb": GPUPreset(
         name="A100-SXM4-80GB",
-        peak_tflops={"bf16": 312, "fp16": 312, "tf32": 156, "fp32": 19.5, "int8": 624},
+        peak_tflops={"bf16": 312, "fp16": 312, "tf32": 156, "fp32": 19.5, "int8": 624, "mxfp4": 312},
         memory_bytes=81920 * MiB, memory_bandwidth_GBps=2039, link_bandwidth_GBps=300,
         num_sms=108, provenance="NVIDIA A100 Tensor Core GPU datasheet (2021)",
     ),
     "h100_sxm": GPUPreset(
         name="H100-SXM5-80GB",
-        peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9},
+        peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9,
+                     "mxfp4": 989.4},
         memory_bytes=81559 * MiB, memory_bandwidth_GBps=3350, link_bandwidth_GBps=450,
         num_sms=132, provenance="NVIDIA H100 Tensor Core GPU datasheet (2023)",
     ),
     "h200_sxm": GPUPreset(
         name="H200-SXM-141GB",
-        peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9},
+        peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9,
+                     "mxfp4": 989.4},
         memory_bytes=143771 * MiB, memory_bandwidth_GBps=4800, link_bandwidth_GBps=450,
         num_sms=132, provenance="NVIDIA H200 Tensor Core GPU datasheet (2024)",
     ),
     "b200": GPUPreset(
         name="B200-180GB",
-        peak_tflops={"bf16": 2250, "fp16": 2250, "fp8": 4500, "int8": 4500, "fp4": 9000, "tf32": 1100, "fp32": 75},
+        peak_tflops={"bf16": 2250, "fp16": 2250, "fp8": 4500, "int8": 4500, "fp4": 9000, "mxfp4": 9000, "tf32": 1100, "fp32": 75},
         memory_bytes=180e9, memory_bandwidth_GBps=8000, link_bandwidth_GBps=900,
         num_sms=148, provenance="NVIDIA Blackwell (HGX B200) datasheet (2024)",
     ),
@@ -125,7 +130,8 @@ class Efficiency(BaseModel):
     MoE (the fused expert kernels of vLLM/SGLang, priced as grouped GEMMs by
     :meth:`GPU.grouped_gemm_time`): ``moe_compute`` scales the GEMM compute rate of the
     grouped expert GEMMs; ``moe_launch_us``: fixed time per MoE layer (routing, token
-    sort/align, combine kernels).
+    sort/align, combine kernels); ``moe_compute_mxfp4``: ``moe_compute`` for experts with
+    MXFP4 weights, whose kernels differ (vLLM's ``vllm_mxfp4_moe``; unset: ``moe_compute``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -146,6 +152,7 @@ class Efficiency(BaseModel):
     memory_launch_us: float | None = Field(None, ge=0)
     moe_compute: float = Field(1.0, gt=0, le=1)
     moe_launch_us: float = Field(0.0, ge=0)
+    moe_compute_mxfp4: float | None = Field(None, gt=0, le=1)
     source: str = "hermes default"
 
 
@@ -175,13 +182,15 @@ def _fit_file(name: str) -> dict:
 def fitted_efficiency(name: str = "h100_sxm") -> Efficiency:
     """Efficiency factors fitted on measured kernels, from ``data/efficiency_<name>.json``
     (written by ``benchmarks/fit_gpu_efficiency.py``; its ``"moe"`` section, the MoE
-    factors, by ``benchmarks/fit_moe_efficiency.py``); hermes defaults if absent."""
+    factors, by ``benchmarks/fit_moe_efficiency.py``, and ``"moe_mxfp4"`` by
+    ``benchmarks/fit_moe_efficiency.py --mxfp4``); hermes defaults if absent."""
     doc = _fit_file(name)
     eff = dict(doc.get("efficiency", {}))
-    moe = doc.get("moe", {}).get("efficiency", {})
-    if moe:
-        eff.update(moe)
-        eff["source"] = f"{eff.get('source', 'hermes default')}; MoE: {doc['moe'].get('source', '')}"
+    for section, label in (("moe", "MoE"), ("moe_mxfp4", "MXFP4 MoE")):
+        part = doc.get(section, {}).get("efficiency", {})
+        if part:
+            eff.update(part)
+            eff["source"] = f"{eff.get('source', 'hermes default')}; {label}: {doc[section].get('source', '')}"
     return Efficiency(**eff)
 
 
@@ -268,8 +277,12 @@ class GPU(HardwareNode):
     def grouped_gemm_time(self, m, n, k, dtype: str):
         """One grouped expert GEMM (all active experts' ``[m, k] x [k, n_e]`` in one launch,
         ``n`` the experts' summed width): :meth:`gemm_time` with the compute rate scaled by
-        ``moe_compute``. Plus, per MoE layer, :attr:`moe_launch_s`."""
-        return self.gemm_time(m, n, k, dtype, compute_scale=self.eff.moe_compute)
+        ``moe_compute`` (``moe_compute_mxfp4`` for ``dtype == "mxfp4"`` when set). Plus, per
+        MoE layer, :attr:`moe_launch_s`."""
+        scale = self.eff.moe_compute
+        if dtype == "mxfp4" and self.eff.moe_compute_mxfp4 is not None:
+            scale = self.eff.moe_compute_mxfp4
+        return self.gemm_time(m, n, k, dtype, compute_scale=scale)
 
     @property
     def moe_launch_s(self) -> float:

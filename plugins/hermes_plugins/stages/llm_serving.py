@@ -30,23 +30,27 @@ from hermes_core.engine import PRIORITY_COMPLETION, PRIORITY_DEFAULT
 from hermes_core.hardware import DTYPE_BYTES
 from hermes_core.plugins import model_path
 
-from .step_cost import StepCostModel
+from .step_cost import StepCostModel, window_sums
 
 GiB = 2**30
 
 
 class Precision(BaseModel):
-    """Precisions of weights, activations (and attention math) and KV cache."""
+    """Precisions of weights, activations (and attention math) and KV cache. ``experts``:
+    precision of the routed experts' weights when it differs from ``weights`` (e.g.
+    ``mxfp4``); unset, the checkpoint's own expert quantization
+    (:attr:`ModelSpec.expert_weights`, MXFP4 for gpt-oss) or else ``weights``."""
 
     model_config = ConfigDict(extra="forbid")
     weights: str = "bf16"
     activations: str = "bf16"
     kv_cache: str = "bf16"
+    experts: str | None = None
 
-    @field_validator("weights", "activations", "kv_cache")
+    @field_validator("weights", "activations", "kv_cache", "experts")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in DTYPE_BYTES:
+    def _known(cls, v: str | None) -> str | None:
+        if v is not None and v not in DTYPE_BYTES:
             raise ValueError(f"unknown precision '{v}'; allowed: {', '.join(DTYPE_BYTES)}")
         return v
 
@@ -142,9 +146,13 @@ class LLMServing(Stage):
         self.model.check_parallelism(tp, pp, f"{where}.parallelism")
         prec = config.precision
         dev = ctx.devices[0]
-        for f in ("weights", "activations"):
+        self.expert_precision = (prec.experts or self.model.expert_weights or prec.weights) if self.model.is_moe else None
+        for f in ("weights", "activations", "experts"):
+            value = self.expert_precision if f == "experts" else getattr(prec, f)
+            if value is None:
+                continue
             try:
-                dev.peak_flops(getattr(prec, f))
+                dev.peak_flops(value)
             except ValueError as exc:
                 raise ConfigError(f"{where}.precision.{f}: {exc}") from None
         if config.max_model_len and config.max_model_len > self.model.max_position_embeddings:
@@ -158,7 +166,9 @@ class LLMServing(Stage):
                               max_model_len=self.max_model_len)
         self.policy = reg.build("batching_policies", config.batching, f"{where}.batching")
         # -- memory --------------------------------------------------------------------
-        weights = self.model.weight_bytes_per_device(dtype_bytes(prec.weights), tp, pp)
+        weights = self.model.weight_bytes_per_device(
+            dtype_bytes(prec.weights), tp, pp,
+            dtype_bytes(self.expert_precision) if self.expert_precision else None)
         reserve = (config.activation_reserve_GiB * GiB if config.activation_reserve_GiB is not None
                    else activation_reserve_bytes(self.model, tp, config.max_num_batched_tokens,
                                                  config.max_num_seqs, dtype_bytes(prec.activations)))
@@ -186,7 +196,9 @@ class LLMServing(Stage):
         self.cost = StepCostModel(
             self.model, dev, tp, pp, prec.weights, prec.activations, prec.kv_cache, ctx.topology,
             ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
+            experts=self.expert_precision,
         )
+        self._window = self.model.sliding_window if self.model.sliding_layers else 0
         self._overhead = config.step_overhead_us * 1e-6
         self._seq_overhead = config.seq_overhead_us * 1e-6
         self._overlap = config.overlap_host
@@ -261,8 +273,10 @@ class LLMServing(Stage):
             self._busy = False
             return
         b = batch
+        win = (window_sums(self._window, [s.num_computed for s in b.seqs], b.num_new)
+               if self._window else None)
         dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv,
-                                    len(b.seqs) - b.dec_n)
+                                    len(b.seqs) - b.dec_n, window=win)
         host = self._overhead + self._seq_overhead * len(b.seqs)
         dt = max(dt, host) if self._overlap else dt + host
         self.steps += 1

@@ -17,7 +17,11 @@ with ``L`` layers per stage, plus the embedding gather on the first stage. Atten
 * decode FLOP ``F_d = 4 * h_q * d * sum_i (c_i + 1)``, bytes ``B_d = sum_i (c_i + 1) *
   kv_tok + 2 * n * h_q * d * act``,
 
-where ``kv_tok = 2 * h_kv * d * kv_bytes`` per device. With pipeline parallelism the step
+where ``kv_tok = 2 * h_kv * d * kv_bytes`` per device. Sliding-window layers (window
+``W``) price the same formulas on the pairs and K/V within the window: a decode reads
+``min(c + 1, W)`` tokens; a chunk's query at position ``j`` sees ``min(j + 1, W)`` keys and
+the chunk reads ``min(c + q, q + W - 1)`` K/V tokens (:func:`window_sums`); the ``L``
+layers split into full and windowed ones. With pipeline parallelism the step
 passes all ``pp`` stages in turn plus ``pp - 1`` activation send/recvs; microbatch overlap
 across stages is not modelled (a step's latency, not a pipelined throughput).
 
@@ -44,6 +48,8 @@ class StepCostModel:
         device: one device of the replica (all are identical).
         tp, pp: tensor- and pipeline-parallel degrees (``tp * pp`` devices).
         weights, activations, kv_cache: precisions (``"bf16"``, ``"fp8"``, ...).
+        experts: precision of the routed experts' weights (``"mxfp4"`` for gpt-oss);
+            ``None``: ``weights``.
         topology, device_names: interconnect and the replica's device node names, in
             ``[stage0: tp devices][stage1: ...]`` order.
         max_tokens: largest T to tabulate (max_num_batched_tokens).
@@ -54,11 +60,13 @@ class StepCostModel:
 
     def __init__(self, model: ModelSpec, device: HardwareNode, tp: int, pp: int,
                  weights: str, activations: str, kv_cache: str, topology: Topology,
-                 device_names: list[str], max_tokens: int, max_seqs: int):
+                 device_names: list[str], max_tokens: int, max_seqs: int, experts: str | None = None):
         self.model, self.device, self.tp, self.pp = model, device, tp, pp
         self.wdt, self.adt = weights, activations
+        self.edt = experts or weights
         act_b = dtype_bytes(activations)
         device.peak_flops(weights)  # raises for an unsupported precision
+        device.peak_flops(self.edt)
         layers = model.layers
         self.layers_per_stage = math.ceil(layers / pp)
         n_moe = len(model.moe_layers)
@@ -83,7 +91,7 @@ class StepCostModel:
                     est = topology.allreduce_time(tp_members, nb, device.collective_latency)
                     t += np.where(tokens > 0, device.collective_time("all_reduce", nb, len(tp_members), est), 0.0)
                 elif op.kind == "moe":
-                    tt, f, b = self._moe(op, tokens, weights, act_b)
+                    tt, f, b = self._moe(op, tokens, self.edt, act_b)
                     t += tt; fl += f; by += b
             return t, fl, by
 
@@ -93,6 +101,11 @@ class StepCostModel:
         else:
             moe_t = moe_f = moe_b = 0.0
         lps = self.layers_per_stage
+        # sliding-window layers: their share of each stage's layers (stages equal on average)
+        self.window = model.sliding_window
+        win_share = len(model.sliding_layers) / layers if layers else 0.0
+        self.window_layers = lps * win_share
+        self.full_layers = lps - self.window_layers
         # A stage holds lps layers, moe_share of them MoE (stages are equal on average).
         self.linear = lps * ((1 - moe_share) * dense_t + moe_share * moe_t)
         self.linear_flops = lps * ((1 - moe_share) * dense_f + moe_share * moe_f)
@@ -142,7 +155,8 @@ class StepCostModel:
         return t, flops, nbytes
 
     def step(self, tokens: int, sampled: int, pf_pairs: float, pf_kv: float, pf_q: int,
-             dec_n: int, dec_kv: float, pf_n: int = 0) -> tuple[float, float, float]:
+             dec_n: int, dec_kv: float, pf_n: int = 0,
+             window: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
         """``(seconds, flops, bytes)`` of one step on one device.
 
         Args:
@@ -155,31 +169,22 @@ class StepCostModel:
             dec_kv: ``sum_i (c_i + 1)`` over decodes.
             pf_n: number of prefill chunks (only devices with
                 ``accepts_attention_shape`` use it).
+            window: ``(pf_pairs, pf_kv, dec_kv)`` within the sliding window
+                (:func:`window_sums`), for a model with sliding-window layers; ``None``
+                prices those layers as full attention.
         """
-        dev = self.device
         L = self.layers_per_stage
-        fpp = self.attn_flop_per_pair
         t = self.linear[tokens]
         fl = self.linear_flops[tokens]
         by = self.linear_bytes[tokens]
-        if pf_q:
-            f = fpp * pf_pairs
-            b = pf_kv * self.kv_tok + pf_q * self.q_bytes
-            if self._shape is None:
-                t += L * float(dev.attention_time(f, b, "prefill", self.adt))
-            else:
-                t += L * float(dev.attention_time(f, b, "prefill", self.adt, seqs=pf_n, new_tokens=pf_q,
-                                                  kv_tokens=pf_kv, pairs=pf_pairs, **self._shape))
-            fl += L * f; by += L * b
-        if dec_n:
-            f = fpp * dec_kv
-            b = dec_kv * self.kv_tok + dec_n * self.q_bytes
-            if self._shape is None:
-                t += L * float(dev.attention_time(f, b, "decode", self.adt))
-            else:
-                t += L * float(dev.attention_time(f, b, "decode", self.adt, seqs=dec_n, new_tokens=dec_n,
-                                                  kv_tokens=dec_kv, pairs=dec_kv, **self._shape))
-            fl += L * f; by += L * b
+        if window is None or not self.window_layers:
+            at, af, ab = self._attention(pf_pairs, pf_kv, pf_q, pf_n, dec_n, dec_kv)
+            t += L * at; fl += L * af; by += L * ab
+        else:
+            at, af, ab = self._attention(pf_pairs, pf_kv, pf_q, pf_n, dec_n, dec_kv)
+            wt, wf, wb = self._attention(window[0], window[1], pf_q, pf_n, dec_n, window[2])
+            lf, lw = self.full_layers, self.window_layers
+            t += lf * at + lw * wt; fl += lf * af + lw * wf; by += lf * ab + lw * wb
         pp = self.pp
         total = pp * t + self.embed[tokens] + self.head[sampled] + (pp - 1) * self.p2p[tokens]
         # per device: each holds 1/pp of the layers, so its share of the work is that
@@ -187,6 +192,59 @@ class StepCostModel:
         fl += self.head_flops[sampled] / pp
         by += (self.head_bytes[sampled] + self.embed_bytes[tokens]) / pp
         return float(total), float(fl), float(by)
+
+    def _attention(self, pf_pairs: float, pf_kv: float, pf_q: int, pf_n: int,
+                   dec_n: int, dec_kv: float) -> tuple[float, float, float]:
+        """``(seconds, flops, bytes)`` of one layer's attention launches (prefill chunks and
+        decodes) on one device."""
+        dev = self.device
+        fpp = self.attn_flop_per_pair
+        t = fl = by = 0.0
+        if pf_q:
+            f = fpp * pf_pairs
+            b = pf_kv * self.kv_tok + pf_q * self.q_bytes
+            if self._shape is None:
+                t += float(dev.attention_time(f, b, "prefill", self.adt))
+            else:
+                t += float(dev.attention_time(f, b, "prefill", self.adt, seqs=pf_n, new_tokens=pf_q,
+                                              kv_tokens=pf_kv, pairs=pf_pairs, **self._shape))
+            fl += f; by += b
+        if dec_n:
+            f = fpp * dec_kv
+            b = dec_kv * self.kv_tok + dec_n * self.q_bytes
+            if self._shape is None:
+                t += float(dev.attention_time(f, b, "decode", self.adt))
+            else:
+                t += float(dev.attention_time(f, b, "decode", self.adt, seqs=dec_n, new_tokens=dec_n,
+                                              kv_tokens=dec_kv, pairs=dec_kv, **self._shape))
+            fl += f; by += b
+        return t, fl, by
+
+
+def window_sums(window: int, cached, new) -> tuple[float, float, float]:
+    """Attention sums of a batch within a sliding window of ``window`` tokens:
+    ``(pf_pairs, pf_kv, dec_kv)`` as :meth:`StepCostModel.step` takes them, for sequences
+    with ``cached[i]`` tokens in the KV cache computing ``new[i]`` new tokens (1 for a
+    decode). Query ``j`` (0-based position) attends to keys ``max(0, j - W + 1) .. j``,
+    ``min(j + 1, W)`` of them (the convention of Mistral and gpt-oss, whose ``sliding_window``
+    counts the query's own token); a chunk reads the K/V of positions ``max(0, c - W + 1)
+    .. c + q - 1``."""
+    W = window
+    pf_pairs = pf_kv = dec_kv = 0
+    for c, q in zip(cached, new):
+        if q == 1:
+            dec_kv += c + 1 if c < W else W
+            continue
+        end = c + q  # positions c .. end-1, each sees min(pos + 1, W) keys
+        if end <= W:
+            pf_pairs += q * c + q * (q + 1) // 2
+        elif c >= W:
+            pf_pairs += q * W
+        else:
+            ramp = W - c  # positions c .. W-1 see pos + 1 keys
+            pf_pairs += ramp * c + ramp * (ramp + 1) // 2 + (q - ramp) * W
+        pf_kv += end if end < q + W - 1 else q + W - 1
+    return pf_pairs, pf_kv, dec_kv
 
 
 def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, experts: int, top_k: int,
