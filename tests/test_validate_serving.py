@@ -4,6 +4,7 @@ silicon sample) against hermes, and the model pieces that validation rests on.""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_sample_supported_rows_are_simulated(sample_result):
     assert len(rows) == len(points) == 10
     simulated = [r for r in rows if r["status"] == "simulated"]
     assert [r["model"] for r in simulated] == [
-        "Llama-3.1-70B", "Llama-3.1-70B", "Qwen3-235B-A22B-FP8", "Llama-3.1-8B-Instruct-FP8"]
+        "Llama-3.1-70B", "Llama-3.1-70B", "Qwen3-235B-A22B-FP8", "Llama-3.1-8B-Instruct-FP8", "gpt-oss-120b"]
     for r in simulated:
         for m in ("ttft", "tpot"):
             assert r[f"{m}_predicted"] > 0 and math.isfinite(r[f"{m}_predicted"])
@@ -62,13 +63,12 @@ def test_sample_supported_rows_are_simulated(sample_result):
 def test_sample_unsupported_rows_are_reported_with_reasons(sample_result):
     _, (rows, unsupported) = sample_result
     reasons = {r["id"]: r["reason"] for r in rows if r["status"] != "simulated"}
-    assert len(unsupported) == len(reasons) == 6
+    assert len(unsupported) == len(reasons) == 5
     assert {rid for rid, _ in unsupported} == set(reasons)
     text = "\n".join(reasons.values())
     assert "disaggregated serving (mode=disagg)" in text
     assert "deepseek-ai/DeepSeek-V3: multi-head latent attention" in text
     assert "deepseek-ai/DeepSeek-R1: multi-head latent attention" in text
-    assert "openai/gpt-oss-120b: sliding-window attention" in text
     assert "inconsistent parallelism: tp_size x attention_dp_size = 1 GPUs for attention but moe_tp_size x moe_ep_size = 2" in text
     assert "expert parallelism (moe_ep_size=2)" in text
 
@@ -79,11 +79,11 @@ def test_cli_on_sample_prints_tables_and_writes_csv(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "TTFT (mean per point): predicted vs measured" in proc.stdout
     assert "TPOT (mean per point): predicted vs measured" in proc.stdout
-    assert "rows not simulated: 6 of 10" in proc.stdout
+    assert "rows not simulated: 5 of 10" in proc.stdout
     assert "overall" in proc.stdout and "Llama-3.1-70B" in proc.stdout
     rows = _rows(out)
     assert len(rows) == 10
-    assert sum(r["status"] == "simulated" for r in rows) == 4
+    assert sum(r["status"] == "simulated" for r in rows) == 5
     assert all(r["reason"] for r in rows if r["status"] != "simulated")
     assert {"ttft_predicted", "ttft_measured", "ttft_ape", "tpot_predicted", "tpot_measured", "tpot_ape"} <= set(rows[0])
 
@@ -334,3 +334,43 @@ def test_cli_device_tables_says_which_rows_used_them(tmp_path):
     assert "sglang: 1 points on gpu_profiled" in " ".join(proc.stdout.split())
     (row,) = [r for r in _rows(out) if r["status"] == "simulated"]
     assert row["device"] == "gpu_profiled" and "moe " in row["measured_operators"]
+
+
+def test_gpt_oss_rows_take_the_checkpoint_precision():
+    """gpt-oss-120b rows say ``nvfp4``; the checkpoint is MXFP4 experts with BF16 elsewhere,
+    which is what the scenario runs (experts' precision from the catalog entry). Its
+    expert-parallel rows stay unsupported, with the reason."""
+    points = S.read_points(DATA)
+    oss = next(p for p in points if "gpt-oss" in p.model_path)
+    assert oss.gemm_quant_mode == "nvfp4" and S.unsupported_reason(oss) is None
+    assert S.weight_precision(oss) == "bf16"
+    sc, _ = S.scenario_for(oss)
+    assert sc["clients"][0]["stage"]["precision"]["weights"] == "bf16"
+    res = api.run(S.scenario_for(oss, rounds=1)[0])
+    # TP4: (114.66e9 expert weights * 4.25/8 B + 0.968e9 other layer weights * 2 B +
+    # 2 * 0.579e9 embedding and LM head * 2 B) / 4 = 15.17 GiB, not the 54 GiB of BF16 experts
+    rep = res.summary["clients"]["engine"]["engine/0"]
+    assert rep["weights_GiB_per_device"] == pytest.approx(15.17, abs=0.01)
+    assert res.summary["requests"]["completed"] == res.summary["requests"]["total"] > 0
+    ep = dataclasses.replace(oss, moe_tp=1, moe_ep=4)
+    assert S.unsupported_reason(ep) == "expert parallelism (moe_ep_size=4) is not modelled"
+
+
+def test_mxfp4_experts_use_their_fitted_compute_factor():
+    from hermes_plugins.devices import GPU, GPUConfig, fitted_efficiency
+    from hermes_plugins.stages.step_cost import moe_layer_time
+
+    eff = fitted_efficiency()
+    assert eff.moe_compute_mxfp4 is not None and eff.moe_compute_mxfp4 != eff.moe_compute
+
+    def t(dtype, **e):
+        dev = GPU(GPUConfig(preset="h200_sxm", efficiency={"moe_compute": 0.5, "moe_launch_us": 0.0, **e}))
+        return moe_layer_time(dev, np.array([16384]), 2880, 2880, 128, 4, dtype)[0]
+
+    # a compute-bound prefill: the MXFP4 factor replaces moe_compute for mxfp4 experts only
+    assert t("mxfp4", moe_compute_mxfp4=0.25) / t("mxfp4") > 1.7
+    assert t("bf16", moe_compute_mxfp4=0.25) == t("bf16")
+    # unset, mxfp4 experts use moe_compute
+    assert t("mxfp4", moe_compute_mxfp4=None) == t("mxfp4", moe_compute_mxfp4=0.5)
+    # on an H200 they compute at the BF16 rate: a compute-bound prefill takes about as long
+    assert t("mxfp4", moe_compute_mxfp4=None) == pytest.approx(t("bf16"), rel=0.05)

@@ -89,6 +89,17 @@ MODELS: dict[str, str] = {
     "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
     "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b",
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+}
+
+#: Checkpoints whose precision is fixed by the checkpoint, not by the row's
+#: ``gemm_quant_mode``: ``model_path -> (weights, reason)``. gpt-oss-120b ships MXFP4
+#: routed experts and BF16 attention, router, embeddings and LM head (its config.json's
+#: ``quantization_config``); its rows say ``nvfp4``, which Hopper cannot run, and vLLM and
+#: TensorRT-LLM serve the MXFP4 checkpoint as it is. The experts' precision comes from
+#: the catalog entry (:attr:`ModelSpec.expert_weights`).
+CHECKPOINT_PRECISION: dict[str, tuple[str, str]] = {
+    "openai/gpt-oss-120b": ("bf16", "MXFP4 experts, BF16 elsewhere (config.json quantization_config)"),
 }
 
 #: Why models that are not in the catalog cannot simply be added to it.
@@ -98,7 +109,6 @@ UNSUPPORTED_MODELS: dict[str, str] = {
     "moonshotai/Kimi-K2.5": "multi-head latent attention (MLA) is not modelled",
     "zhipuai/GLM-5": "multi-head latent attention with DeepSeek sparse attention is not modelled",
     "Qwen/Qwen3.5-397B-A17B": "hybrid linear attention (Gated DeltaNet layers) is not modelled",
-    "openai/gpt-oss-120b": "sliding-window attention with attention sinks and MXFP4 experts are not modelled",
 }
 
 #: aiconfigurator ``system`` -> hermes ``gpu`` preset.
@@ -428,7 +438,7 @@ def unsupported_reason(p: Point) -> str | None:
     if p.model_path not in MODELS:
         why = UNSUPPORTED_MODELS.get(p.model_path, "not in the hermes model catalog")
         return f"model {p.model_path}: {why}"
-    if p.gemm_quant_mode not in GEMM_PRECISION:
+    if p.gemm_quant_mode not in GEMM_PRECISION and p.model_path not in CHECKPOINT_PRECISION:
         return f"GEMM quantization '{p.gemm_quant_mode}' is not modelled"
     if p.batch_size is None or p.tp is None:
         return "batch_size or tp_size is empty"
@@ -494,6 +504,14 @@ def plan_for(concurrency: int, osl: int, rounds: int | None = None) -> Plan:
     return Plan(concurrency, warm, rounds)
 
 
+def weight_precision(p: Point) -> str:
+    """hermes weight precision of a row: the checkpoint's (:data:`CHECKPOINT_PRECISION`)
+    where it is fixed, else the row's ``gemm_quant_mode`` (:data:`GEMM_PRECISION`)."""
+    if p.model_path in CHECKPOINT_PRECISION:
+        return CHECKPOINT_PRECISION[p.model_path][0]
+    return GEMM_PRECISION[p.gemm_quant_mode]
+
+
 def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]:
     """The ``device`` of a row's engine: the analytic ``gpu`` preset of its system, or, when
     ``tables`` (backend -> path) has its backend, ``gpu_profiled`` on those measured
@@ -520,7 +538,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
     eng = ENGINES[p.backend]
     C = p.batch_size
     plan = plan_for(C, p.osl, rounds)
-    weights = GEMM_PRECISION[p.gemm_quant_mode]
+    weights = weight_precision(p)
     return {
         "name": f"{p.id}",
         "seed": 0,
