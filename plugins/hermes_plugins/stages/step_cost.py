@@ -102,7 +102,6 @@ class StepCostModel:
             moe_t = moe_f = moe_b = 0.0
         lps = self.layers_per_stage
         # sliding-window layers: their share of each stage's layers (stages equal on average)
-        self.window = model.sliding_window
         win_share = len(model.sliding_layers) / layers if layers else 0.0
         self.window_layers = lps * win_share
         self.full_layers = lps - self.window_layers
@@ -177,11 +176,10 @@ class StepCostModel:
         t = self.linear[tokens]
         fl = self.linear_flops[tokens]
         by = self.linear_bytes[tokens]
+        at, af, ab = self._attention(pf_pairs, pf_kv, pf_q, pf_n, dec_n, dec_kv)
         if window is None or not self.window_layers:
-            at, af, ab = self._attention(pf_pairs, pf_kv, pf_q, pf_n, dec_n, dec_kv)
             t += L * at; fl += L * af; by += L * ab
         else:
-            at, af, ab = self._attention(pf_pairs, pf_kv, pf_q, pf_n, dec_n, dec_kv)
             wt, wf, wb = self._attention(window[0], window[1], pf_q, pf_n, dec_n, window[2])
             lf, lw = self.full_layers, self.window_layers
             t += lf * at + lw * wt; fl += lf * af + lw * wf; by += lf * ab + lw * wb
