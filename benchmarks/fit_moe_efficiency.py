@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hermes_plugins.calibration import (Table, by_bucket, errors, fit_moe, load_aiconfigurator, log_err, make_gpu,
-                                        minimise, predict_moe)
+from hermes_plugins.calibration import (MOE_BLOCKS, Table, by_bucket, errors, fit_moe, load_aiconfigurator, log_err,
+                                        make_gpu, minimise, predict_moe)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "plugins" / "hermes_plugins" / "data"
@@ -77,15 +77,17 @@ def load(paths: list[Path], dtypes=DTYPES) -> dict[str, np.ndarray]:
     return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
 
 
-def predict(rows: dict[str, np.ndarray], moe_compute: float, moe_launch_us: float) -> np.ndarray:
+def predict(rows: dict[str, np.ndarray], moe_compute: float, moe_launch_us: float, block: int = 0) -> np.ndarray:
     """Modelled seconds of every row (the shipped dense factors, these MoE factors)."""
-    gpu = make_gpu(PRESET, {"moe_compute": moe_compute, "moe_launch_us": moe_launch_us}, base="preset")
+    gpu = make_gpu(PRESET, {"moe_compute": moe_compute, "moe_launch_us": moe_launch_us, "moe_block_m_min": block},
+                   base="preset")
     return predict_moe(gpu, Table("moe", rows))
 
 
-def fit(rows: dict[str, np.ndarray]) -> tuple[float, float]:
+def fit(rows: dict[str, np.ndarray]) -> tuple[float, float, int]:
+    """``(moe_compute, moe_launch_us, moe_block_m_min)`` fitted on ``rows``."""
     p = fit_moe(Table("moe", rows), PRESET, log=lambda _: None)
-    return round(p["moe_compute"], 4), round(p["moe_launch_us"], 3)
+    return round(p["moe_compute"], 4), round(p["moe_launch_us"], 3), int(p["moe_block_m_min"])
 
 
 def report(rows, pred) -> dict:
@@ -120,24 +122,29 @@ def fit_mxfp4(tables: list[Path], out: Path) -> None:
     doc = json.loads(out.read_text()) if out.exists() else {}
     base = dict(doc.get("moe", {}).get("efficiency", {}))
 
-    def pred(x: float) -> np.ndarray:
-        gpu = make_gpu(PRESET, {**base, "moe_compute_mxfp4": x}, base="preset")
+    def pred(x: float, block: int) -> np.ndarray:
+        gpu = make_gpu(PRESET, {**base, "moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block}, base="preset")
         return predict_moe(gpu, Table("moe", rows))
 
     meas = rows["latency_s"]
-    res = minimise(lambda v: log_err(pred(float(v[0])), meas), [0.5], [(0.02, 1.0)])
-    x = round(float(res.x[0]), 4)
-    after = report(rows, pred(x))
+    trials = []
+    for block in MOE_BLOCKS:  # the MXFP4 kernels pick their own token blocks
+        res = minimise(lambda v, b=block: log_err(pred(float(v[0]), b), meas), [0.5], [(0.02, 1.0)])
+        trials.append((res.fun, round(float(res.x[0]), 4), block))
+        print(f"  mxfp4 block >= {block}: mean|log| {res.fun:.4f}  moe_compute_mxfp4 {res.x[0]:.4f}")
+    _, x, block = min(trials)
+    after = report(rows, pred(x, block))
     doc["moe_mxfp4"] = {
-        "efficiency": {"moe_compute_mxfp4": x},
+        "efficiency": {"moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block},
+        "block_losses": {str(b): round(f, 4) for f, _, b in trials},
         "source": f"fit on aiconfigurator H200 vLLM 0.18.0 MXFP4 fused-MoE rows ({', '.join(_rel(p) for p in tables)}; "
                   "full table: aic-core/src/aiconfigurator_core/systems/data/h200_sxm/moe/vllm/0.18.0/moe_perf.parquet), "
                   f"ai-dynamo/aiconfigurator @ 095f58a5, routing {DISTRIBUTION}, moe_launch_us from the moe section, "
                   f"{datetime.date.today().isoformat()}",
         "rows": int(len(meas)),
         "errors": after,
-        "errors_with_moe_compute": report(rows, pred(base.get("moe_compute", 1.0))),
-        "by_tokens": by_bucket(pred(x), meas, rows["tokens"], [(1, 7), (8, 63), (64, 511), (512, 4095), (4096, 1 << 20)],
+        "errors_with_moe_compute": report(rows, pred(base.get("moe_compute", 1.0), base.get("moe_block_m_min", 0))),
+        "by_tokens": by_bucket(pred(x, block), meas, rows["tokens"], [(1, 7), (8, 63), (64, 511), (512, 4095), (4096, 1 << 20)],
                                "tokens"),
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")
@@ -158,11 +165,11 @@ def main() -> None:
     rows = load(args.tables)
     shape = np.column_stack([rows["hidden"], rows["inter"], rows["experts"], rows["topk"]])
     held = np.all(shape == np.array(HELD_OUT), axis=1)
-    compute, launch = fit(rows)
+    compute, launch, block = fit(rows)
     before = report(rows, predict(rows, 1.0, 0.0))
-    after = report(rows, predict(rows, compute, launch))
+    after = report(rows, predict(rows, compute, launch, block))
     result: dict = {
-        "efficiency": {"moe_compute": compute, "moe_launch_us": launch},
+        "efficiency": {"moe_compute": compute, "moe_launch_us": launch, "moe_block_m_min": block},
         "source": f"fit on aiconfigurator H200 fused-MoE tables ({', '.join(str(p) for p in args.tables)}), "
                   f"ai-dynamo/aiconfigurator @ 095f58a5, {datetime.date.today().isoformat()}",
         "rows": int(len(rows["latency_s"])),
@@ -171,11 +178,11 @@ def main() -> None:
     }
     if held.any() and (~held).any():
         sub = {k: v[~held] for k, v in rows.items()}
-        c2, l2 = fit(sub)
+        c2, l2, b2 = fit(sub)
         test = {k: v[held] for k, v in rows.items()}
         result["held_out"] = {"shape": "hidden 4096, inter 1536, 128 experts, top-8 (Qwen3-235B-A22B)",
-                              "fit_without_it": {"moe_compute": c2, "moe_launch_us": l2},
-                              "errors_on_it": errors(predict(test, c2, l2), test["latency_s"])}
+                              "fit_without_it": {"moe_compute": c2, "moe_launch_us": l2, "moe_block_m_min": b2},
+                              "errors_on_it": errors(predict(test, c2, l2, b2), test["latency_s"])}
     doc = json.loads(args.out.read_text()) if args.out.exists() else {}
     doc["moe"] = result
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from hermes_core import HermesError
 from hermes_plugins.calibration import (
-    HAND_SET_LINK, calibrate, fit_rows, load_aiconfigurator, load_device_yaml, load_vidur_mlp, log_err, make_gpu,
+    HAND_SET_LINK, MOE_BLOCKS, calibrate, fit_rows, load_aiconfigurator, load_device_yaml, load_vidur_mlp, log_err, make_gpu,
     nelder_mead, predict_allreduce, predict_attention, predict_gemm,
 )
 from hermes_plugins.validation.calibrate import calibrate_command
@@ -164,7 +164,8 @@ def test_vidur_format_calibrates_gemms(tmp_path):
 
 def test_moe_table_calibrates_the_fused_moe_factors(tmp_path):
     """A measured fused-MoE table (SGLang 0.5.6.post2 on H200, Qwen3-235B-A22B's experts)
-    fits ``moe_compute`` and ``moe_launch_us`` only; the calibrated device is closer to the
+    fits ``moe_compute``, ``moe_launch_us`` and the kernels' smallest token block
+    (``moe_block_m_min``, one of the candidates) only; the calibrated device is closer to the
     table than the class defaults (a plain grouped GEMM, no per-layer cost), and the YAML
     carries the factors."""
     moe = Path(__file__).resolve().parents[1] / "plugins" / "hermes_plugins" / "data" / "aiconfigurator_h200" / "sglang_0.5.6.post2"
@@ -173,7 +174,8 @@ def test_moe_table_calibrates_the_fused_moe_factors(tmp_path):
     assert "fused MoE" in r.output
     dev = yaml.safe_load((tmp_path / "m.yaml").read_text())
     eff = dev["efficiency"]
-    assert set(eff) == {"moe_compute", "moe_launch_us", "source"}
+    assert set(eff) == {"moe_compute", "moe_launch_us", "moe_block_m_min", "source"}
+    assert eff["moe_block_m_min"] in MOE_BLOCKS
     assert 0.1 < eff["moe_compute"] < 0.8 and 5 < eff["moe_launch_us"] < 60
     cal = calibrate(load_aiconfigurator([moe]), "h200_sxm", log=lambda s: None)
     err = cal.errors["moe"]

@@ -285,6 +285,54 @@ def test_moe_efficiency_factors():
     assert t(1, moe_compute=0.5) / t(1) < 1.1
 
 
+def test_grouped_gemm_pads_each_expert_to_the_kernel_token_block():
+    """Fused-MoE kernels pad each expert's tokens to a block chosen per batch: ``m`` rows
+    compute ``clip(2^ceil(log2 m), moe_block_m_min, tile_m)`` rows. With the block at least
+    16 and ``tile_m`` 64: m = 3 -> 16 rows, m = 20 -> 32, m = 40 -> 64 (the tile), m = 100
+    -> two 64-row tiles; ``moe_block_m_min = 0`` pads to ``tile_m``. MXFP4 experts use
+    ``moe_block_m_min_mxfp4`` when it is set."""
+    from hermes_plugins.devices import GPU, GPUConfig
+
+    # a slow compute rate (moe_compute 0.02) keeps even 16 padded rows compute-bound
+    base = {"moe_compute": 0.02, "moe_compute_mxfp4": None, "moe_launch_us": 0.0, "tile_m": 64, "tile_n": 128, "gemm_roofline_sharpness": 0.0,
+            "gemm_occupancy_exponent": 0.0, "gemm_k_overhead": 0.0, "launch_us": 0.0}
+    n, k = 128 * 4096, 4096  # time = 2 M n k / rate at every m below
+
+    def grouped(m, **e):
+        return GPU(GPUConfig(preset="h200_sxm", efficiency={**base, "moe_block_m_min": 16, **e})).grouped_gemm_time(
+            np.array([float(m)]), n, k, "bf16")[0]
+
+    dev = GPU(GPUConfig(preset="h200_sxm", efficiency=base))
+    rate = dev.peak_flops("bf16") * dev.eff.gemm_compute * 0.02
+    for m, rows in ((3, 16), (20, 32), (40, 64), (100, 128)):
+        assert grouped(m) == pytest.approx(2 * rows * n * k / rate, rel=1e-9), m
+    assert grouped(3, moe_block_m_min=0) == pytest.approx(2 * 64 * n * k / rate, rel=1e-9)
+    mx = GPU(GPUConfig(preset="h200_sxm", efficiency={**base, "moe_block_m_min": 16, "moe_block_m_min_mxfp4": 32}))
+    assert mx.grouped_gemm_time(np.array([3.0]), n, k, "mxfp4")[0] == pytest.approx(
+        2 * 32 * n * k / (mx.peak_flops("mxfp4") * mx.eff.gemm_compute * 0.02), rel=1e-9)
+    assert mx.grouped_gemm_time(np.array([3.0]), n, k, "bf16")[0] == pytest.approx(grouped(3), rel=1e-12)
+
+
+def test_vllm_async_scheduling_overlaps_host_time_from_its_default_release():
+    """vLLM rows overlap host time with the GPU (async scheduling, on by default since the
+    first 2026 release) when their version, image tag or measured date says so; 0.12 and
+    the undated 2025 rows run synchronously. TensorRT-LLM always overlaps, SGLang never."""
+    def point(backend, version="", source=""):
+        return S.Point(line=2, raw={"backend_version": version, "silicon_data_source": source}, id="x", backend=backend,
+                       model_path="m", system="h200_sxm", mode="agg", isl=1, osl=1, gemm_quant_mode="fp8",
+                       batch_size=1, tp=1, pp=1, attention_dp=None, moe_tp=None, moe_ep=None, ttft_ms=1.0, tpot_ms=1.0)
+
+    assert S.overlaps_host(point("vllm", "0.18.0")) and S.overlaps_host(point("vllm", "0.14.1"))
+    assert not S.overlaps_host(point("vllm", "0.12.0")) and not S.overlaps_host(point("vllm", "0.13.0"))
+    assert S.overlaps_host(point("vllm", source="x; image=vllm/vllm-openai:v0.16.0"))
+    assert not S.overlaps_host(point("vllm", source="model=x; measured=2025-11-02T00:00:00.000Z; wip=False"))
+    assert S.overlaps_host(point("vllm", source="model=x; measured=2026-03-27T00:00:00.000Z"))
+    assert not S.overlaps_host(point("vllm"))
+    assert S.overlaps_host(point("trtllm")) and not S.overlaps_host(point("sglang", "0.5.9"))
+    rows = [p for p in S.read_points(DATA) if p.backend == "vllm"]
+    assert {p.raw["backend_version"]: S.overlaps_host(p) for p in rows} == {"0.12.0": False, "0.18.0": True, "": False}
+
+
 MOE_TABLES = Path(__file__).resolve().parents[1] / "plugins" / "hermes_plugins" / "data" / "aiconfigurator_h200"
 
 
@@ -368,7 +416,7 @@ def test_mxfp4_experts_use_their_fitted_compute_factor():
         return moe_layer_time(dev, np.array([16384]), 2880, 2880, 128, 4, dtype)[0]
 
     # a compute-bound prefill: the MXFP4 factor replaces moe_compute for mxfp4 experts only
-    assert t("mxfp4", moe_compute_mxfp4=0.25) / t("mxfp4") > 1.7
+    assert t("mxfp4", moe_compute_mxfp4=0.25) / t("mxfp4", moe_compute_mxfp4=0.5) > 1.7
     assert t("bf16", moe_compute_mxfp4=0.25) == t("bf16")
     # unset, mxfp4 experts use moe_compute
     assert t("mxfp4", moe_compute_mxfp4=None) == t("mxfp4", moe_compute_mxfp4=0.5)

@@ -689,6 +689,9 @@ ATTENTION_PARAMS = ["attention_prefill_compute", "attention_prefill_memory", "at
                     "attention_launch_us"]
 LINK_PARAMS = ["link_bandwidth_efficiency", "collective_latency_us"]
 MOE_PARAMS = ["moe_compute", "moe_launch_us"]
+#: Candidate ``moe_block_m_min`` (smallest token block of the fused-MoE kernels; vLLM's
+#: tuned fused_moe configs use BLOCK_SIZE_M 16-64, SGLang's the same tables).
+MOE_BLOCKS = (16, 32, 64)
 #: MoE-table ``moe_dtype`` (after :data:`DTYPE_NAMES`) -> the weight precision it is priced at.
 MOE_WEIGHTS = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_block": "fp8", "w4a16_mxfp4": "mxfp4"}
 #: MoE-table dtypes with a compute factor of their own (``moe_compute_mxfp4``), left out of
@@ -780,15 +783,19 @@ def fit_link(r: Table, preset: str, log: Callable[[str], None] = print) -> dict:
 def fit_moe(t: Table, preset: str, base: dict | None = None, log: Callable[[str], None] = print) -> dict:
     """The fused-MoE factors ``moe_compute`` and ``moe_launch_us`` on a ``moe`` table, on
     top of the device's other factors (``base``: those fitted in the same run, over the
-    preset's; the MoE model prices its expert GEMMs with the GEMM factors)."""
+    preset's; the MoE model prices its expert GEMMs with the GEMM factors), once per
+    candidate smallest token block ``moe_block_m_min`` (:data:`MOE_BLOCKS`); the block with
+    the lowest loss wins. Returns the three fields."""
     base = dict(base or {})
-
-    def obj(x):
-        return log_err(predict_moe(make_gpu(preset, {**base, **dict(zip(MOE_PARAMS, x))}, base="preset"), t),
-                       t.cols["latency_s"])
-    res = minimise(obj, [0.6, 20.0], [(0.05, 1.0), (0.0, 200.0)])
-    log(f"  moe: mean|log| {res.fun:.4f}  {np.round(res.x, 4).tolist()}")
-    return dict(zip(MOE_PARAMS, map(float, res.x)))
+    trials = []
+    for block in MOE_BLOCKS:
+        def obj(x, block=block):
+            eff = {**base, **dict(zip(MOE_PARAMS, x)), "moe_block_m_min": block}
+            return log_err(predict_moe(make_gpu(preset, eff, base="preset"), t), t.cols["latency_s"])
+        res = minimise(obj, [0.6, 20.0], [(0.05, 1.0), (0.0, 200.0)])
+        log(f"  moe block >= {block}: mean|log| {res.fun:.4f}  {np.round(res.x, 4).tolist()}")
+        trials.append((res.fun, {**dict(zip(MOE_PARAMS, map(float, res.x))), "moe_block_m_min": block}))
+    return min(trials, key=lambda r: r[0])[1]
 
 
 # ----------------------------------------------------------------------------- calibrate

@@ -131,7 +131,13 @@ class Efficiency(BaseModel):
     :meth:`GPU.grouped_gemm_time`): ``moe_compute`` scales the GEMM compute rate of the
     grouped expert GEMMs; ``moe_launch_us``: fixed time per MoE layer (routing, token
     sort/align, combine kernels); ``moe_compute_mxfp4``: ``moe_compute`` for experts with
-    MXFP4 weights, whose kernels differ (vLLM's ``vllm_mxfp4_moe``; unset: ``moe_compute``).
+    MXFP4 weights, whose kernels differ (vLLM's ``vllm_mxfp4_moe``; unset: ``moe_compute``);
+    ``moe_block_m_min``: smallest token block of a grouped expert GEMM. Fused-MoE kernels
+    pad each expert's tokens to a block (vLLM's ``moe_align_block_size``) and pick the block
+    per batch (tuned configs: 16-64 rows), so an expert with ``m`` tokens computes
+    ``clip(2^ceil(log2 m), moe_block_m_min, tile_m)`` rows, not a whole ``tile_m`` (0: always
+    ``tile_m``); ``moe_block_m_min_mxfp4``: the same for MXFP4 experts (unset:
+    ``moe_block_m_min``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -153,6 +159,8 @@ class Efficiency(BaseModel):
     moe_compute: float = Field(1.0, gt=0, le=1)
     moe_launch_us: float = Field(0.0, ge=0)
     moe_compute_mxfp4: float | None = Field(None, gt=0, le=1)
+    moe_block_m_min: int = Field(0, ge=0)
+    moe_block_m_min_mxfp4: int | None = Field(None, ge=0)
     source: str = "hermes default"
 
 
@@ -276,20 +284,28 @@ class GPU(HardwareNode):
 
     def grouped_gemm_time(self, m, n, k, dtype: str):
         """One grouped expert GEMM (all active experts' ``[m, k] x [k, n_e]`` in one launch,
-        ``n`` the experts' summed width): :meth:`gemm_time` with the compute rate scaled by
-        ``moe_compute`` (``moe_compute_mxfp4`` for ``dtype == "mxfp4"`` when set). Plus, per
-        MoE layer, :attr:`moe_launch_s`."""
-        scale = self.eff.moe_compute
-        if dtype == "mxfp4" and self.eff.moe_compute_mxfp4 is not None:
-            scale = self.eff.moe_compute_mxfp4
-        return self.gemm_time(m, n, k, dtype, compute_scale=scale)
+        ``m`` tokens per expert, ``n`` the experts' summed width): :meth:`gemm_time` with the
+        compute rate scaled by ``moe_compute`` and each expert's tokens padded to the kernel's
+        token block, ``clip(2^ceil(log2 m), moe_block_m_min, tile_m)`` (``moe_block_m_min =
+        0``: ``tile_m``); for ``dtype == "mxfp4"`` the ``*_mxfp4`` fields where set.
+        Plus, per MoE layer, :attr:`moe_launch_s`."""
+        e = self.eff
+        scale, low = e.moe_compute, e.moe_block_m_min
+        if dtype == "mxfp4":
+            scale = e.moe_compute if e.moe_compute_mxfp4 is None else e.moe_compute_mxfp4
+            low = e.moe_block_m_min if e.moe_block_m_min_mxfp4 is None else e.moe_block_m_min_mxfp4
+        block = None
+        if low and e.tile_m:
+            mm = np.maximum(np.asarray(m, dtype=float), 1.0)
+            block = np.clip(2.0 ** np.ceil(np.log2(mm)), min(low, e.tile_m), e.tile_m)
+        return self.gemm_time(m, n, k, dtype, compute_scale=scale, tile_m=block)
 
     @property
     def moe_launch_s(self) -> float:
         """Fixed time (s) of one MoE layer's routing, sort and combine kernels."""
         return self.eff.moe_launch_us * 1e-6
 
-    def gemm_time(self, m, n: int, k: int, dtype: str, compute_scale: float = 1.0):
+    def gemm_time(self, m, n: int, k: int, dtype: str, compute_scale: float = 1.0, tile_m=None):
         """Smooth roofline of one GEMM, ``(compute**p + memory**p) ** (1/p) + launch`` (``p =
         gemm_roofline_sharpness``; 0 takes ``max(compute, memory)``), with
 
@@ -300,7 +316,8 @@ class GPU(HardwareNode):
         * ``memory = ((m k + k n) * dtype bytes + m n * 2) / (BW * e_m)`` (16-bit output).
 
         ``n`` and ``k`` may also be arrays (broadcast with ``m``). ``compute_scale``
-        multiplies the compute rate (:meth:`grouped_gemm_time`)."""
+        multiplies the compute rate and ``tile_m`` (int or array like ``m``) replaces the
+        output tile's rows (both for :meth:`grouped_gemm_time`)."""
         e = self.eff
         m = np.asarray(m, dtype=float)
         n = np.asarray(n, dtype=float)
@@ -308,9 +325,10 @@ class GPU(HardwareNode):
         b = DTYPE_BYTES[dtype]
         rate = self.peak_flops(dtype) * e.gemm_compute * compute_scale
         mc, nc = m, n
+        tm = e.tile_m if tile_m is None else np.asarray(tile_m, dtype=float)
         if e.tile_m and e.tile_n:
-            tiles_m, tiles_n = np.ceil(m / e.tile_m), np.ceil(n / e.tile_n)
-            mc, nc = tiles_m * e.tile_m, tiles_n * e.tile_n
+            tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / e.tile_n)
+            mc, nc = tiles_m * tm, tiles_n * e.tile_n
             if e.gemm_occupancy_exponent:
                 tiles = np.maximum(tiles_m * tiles_n, 1.0)
                 rate = rate * np.minimum(1.0, tiles / self.num_sms) ** e.gemm_occupancy_exponent

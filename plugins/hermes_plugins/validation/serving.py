@@ -213,6 +213,45 @@ HOST_TIME: dict[str, tuple[float, float, bool]] = {
     "sglang": (0.0, 26.0, False),
 }
 
+#: vLLM version from which async scheduling is on by default: the scheduler prepares step
+#: k+1 while the GPU runs step k, so host time overlaps the GPU (``max(gpu, host)``, as
+#: TensorRT-LLM's overlap scheduler). Async scheduling came in vLLM 0.10 behind
+#: ``--async-scheduling`` (vllm-project/vllm#19970); vllm-project/vllm#27614 made it the
+#: default (last item of the tracking issue #27679, December 2025; #31998 of 2026-01-08
+#: extends the default to speculative decoding), so the first release of 2026 has it.
+#: aiconfigurator's own vLLM decode collector keeps it on as "vLLM's default" and measured
+#: 26.5 ms async against 31.3 ms sync at 256 sequences (collector/fpm_forward/runner.py @
+#: 095f58a5). In the H200 rows: 0.12.0 and the undated 2025 rows run synchronously, 0.16.0
+#: and 0.18.0 asynchronously. On the gpt-oss-120b vLLM 0.18 rows TPOT median APE goes from
+#: 45.8 % (host added) to about 12 %.
+VLLM_ASYNC_SCHEDULING_SINCE = (0, 14)
+#: The date from which a vLLM row without a version is taken to run async scheduling (the
+#: release of vLLM 0.14.0).
+VLLM_ASYNC_SCHEDULING_DATE = datetime.date(2026, 1, 20)
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    m = re.match(r"v?(\d+)\.(\d+)", (text or "").strip())
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def overlaps_host(p: Point) -> bool:
+    """Whether the engine of row ``p`` overlaps its host time with the GPU: TensorRT-LLM
+    always (overlap scheduler), vLLM from :data:`VLLM_ASYNC_SCHEDULING_SINCE` (the row's
+    ``backend_version``, else the ``vllm-openai:vX.Y`` image its source names, else its
+    measured date against :data:`VLLM_ASYNC_SCHEDULING_DATE`), SGLang as :data:`HOST_TIME`
+    says."""
+    if p.backend != "vllm":
+        return HOST_TIME[p.backend][2]
+    v = _version(p.raw.get("backend_version", ""))
+    if v is None:
+        m = re.search(r"vllm-openai:v(\d+\.\d+)", p.raw.get("silicon_data_source", ""))
+        v = _version(m[1]) if m else None
+    if v is not None:
+        return v >= VLLM_ASYNC_SCHEDULING_SINCE
+    day = measured_date(p)
+    return day is not None and day >= VLLM_ASYNC_SCHEDULING_DATE
+
 # vLLM's budget. The rows do not record the deployment's ``--max-num-batched-tokens``.
 # aiconfigurator's generator writes ``C + isl + 1500`` (generator/rule_plugin/vllm.rule), but
 # it had no vLLM backend before 2025-12-04 and the budget reached its run script only on
@@ -564,7 +603,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "gpu_memory_utilization": eng.gpu_memory_utilization,
                 "step_overhead_us": HOST_TIME[p.backend][0],
                 "seq_overhead_us": HOST_TIME[p.backend][1],
-                "overlap_host": HOST_TIME[p.backend][2],
+                "overlap_host": overlaps_host(p),
                 "prefix_caching": prompt_reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
             },
