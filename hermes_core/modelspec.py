@@ -10,7 +10,9 @@ Supported: dense and GQA decoders with a gated MLP (Llama, Mistral, Qwen2/Qwen3,
 ...) and MoE decoders with top-k routing and optional shared experts (Mixtral, Qwen2-MoE,
 Qwen3-MoE, MiniMax-M2, gpt-oss), including layers with sliding-window attention (the
 ``layer_types`` list of ``config.json``, gpt-oss's alternating 128-token window) and
-MXFP4-quantized routed experts (``quantization_config.quant_method = "mxfp4"``). gpt-oss's
+MXFP4-quantized routed experts (``quantization_config.quant_method = "mxfp4"``), and query /
+key RMSNorm (Qwen3's per-head norm; MiniMax-M2's per-layer norm over all heads, whose
+squared sums a tensor-parallel shard all-reduces: ``use_qk_norm`` / ``qk_norm_type``). gpt-oss's
 attention sinks (one learned logit per head added to the softmax) and biases are a
 negligible share of the work and are not priced. Multi-head latent attention
 (DeepSeek-V2/V3) is not modelled yet and raises :class:`~hermes_core.errors.ConfigError`.
@@ -55,6 +57,11 @@ class Operator:
     top_k: int = 0
 
 
+#: ``model_type`` values whose architecture normalises each head's queries and keys
+#: (``q_norm``/``k_norm`` in the Hugging Face modelling code) without a config flag.
+QK_NORM_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe"})
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Shape of a decoder-only transformer. Counts are whole-model (not per device)."""
@@ -80,6 +87,10 @@ class ModelSpec:
     #: precision of the routed experts' weights when the checkpoint quantizes only them
     #: (``"mxfp4"`` for gpt-oss); ``""``: as the rest of the model
     expert_weights: str = ""
+    #: RMSNorm on the queries and keys before RoPE: ``"per_head"`` (Qwen3: over each head's
+    #: ``head_dim``), ``"per_layer"`` (MiniMax-M2 ``qk_norm_type``: over all heads, so a
+    #: tensor-parallel shard all-reduces the squared sums), ``""``: none
+    qk_norm: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -141,6 +152,11 @@ class ModelSpec:
                 raise ConfigError(f"{where}: 'sliding_window' must be a positive token count, got {window}")
         quant = cfg.get("quantization_config") or {}
         expert_weights = "mxfp4" if n_exp and quant.get("quant_method") == "mxfp4" else ""
+        qk_norm = ""
+        if cfg.get("use_qk_norm"):
+            qk_norm = "per_layer" if cfg.get("qk_norm_type") == "per_layer" else "per_head"
+        elif cfg.get("model_type") in QK_NORM_MODEL_TYPES:
+            qk_norm = "per_head"
         return cls(
             name=name or cfg.get("_name_or_path", "model"),
             hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
@@ -148,7 +164,7 @@ class ModelSpec:
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             num_experts=n_exp, experts_per_token=top_k, moe_intermediate=moe_inter,
             shared_expert_intermediate=shared, moe_layers=moe_layers, sliding_window=window,
-            sliding_layers=sliding, expert_weights=expert_weights, source=source, raw=cfg,
+            sliding_layers=sliding, expert_weights=expert_weights, qk_norm=qk_norm, source=source, raw=cfg,
         )
 
     @classmethod
@@ -225,6 +241,15 @@ class ModelSpec:
         ops = [
             Operator("input_norm", "memory", elems_per_token=2 * h),
             Operator("qkv_proj", "gemm", n=(hq + 2 * hkv) * d, k=h),
+        ]
+        if self.qk_norm:
+            # one RMSNorm kernel each on q and k (read and write); a per-layer norm spans
+            # all heads, so a TP shard all-reduces the two squared sums per token
+            ops += [Operator("q_norm", "memory", elems_per_token=2 * hq * d),
+                    Operator("k_norm", "memory", elems_per_token=2 * hkv * d)]
+            if self.qk_norm == "per_layer" and tp > 1:
+                ops.append(Operator("qk_norm_allreduce", "allreduce", elems_per_token=2))
+        ops += [
             Operator("rope", "memory", elems_per_token=2 * (hq + hkv) * d),
             Operator("attention", "attention", heads=hq, kv_heads=hkv, head_dim=d),
             Operator("o_proj", "gemm", n=h, k=hq * d),

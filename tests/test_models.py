@@ -334,6 +334,25 @@ def test_sliding_window_layers_from_config(tmp_path):
         ModelSpec.from_hf_config({**cfg, "layer_types": types, "sliding_window": -1})
 
 
+def test_qk_norm_operators():
+    """Qwen3 normalises each head's q and k (two RMSNorm kernels, no communication);
+    MiniMax-M2's per-layer norm spans all heads, so a TP shard also all-reduces the two
+    squared sums per token (vLLM ``MiniMaxText01RMSNormTP.forward_qk``); Llama has neither."""
+    qwen = {op.name: op for op in spec("qwen3-235b-a22b").layer_operators(tp=4, moe=True)}
+    # 64 query heads and 4 KV heads of 128 over 4 devices: 16 and 1 per device, read + write
+    assert (qwen["q_norm"].elems_per_token, qwen["k_norm"].elems_per_token) == (2 * 16 * 128, 2 * 1 * 128)
+    assert "qk_norm_allreduce" not in qwen
+    mm = spec("minimax-m2.5")
+    assert mm.qk_norm == "per_layer"
+    names = [op.name for op in mm.layer_operators(tp=8, moe=True)]
+    assert names[:6] == ["input_norm", "qkv_proj", "q_norm", "k_norm", "qk_norm_allreduce", "rope"]
+    assert {op.name: op for op in mm.layer_operators(tp=8, moe=True)}["qk_norm_allreduce"].elems_per_token == 2
+    assert "qk_norm_allreduce" not in [op.name for op in mm.layer_operators(tp=1, moe=True)]
+    assert spec("llama-3.1-70b").qk_norm == "" and "q_norm" not in [op.name for op in spec("llama-3.1-70b").layer_operators(8)]
+    cfg = json.loads((CATALOG / "llama-3.1-8b.json").read_text())
+    assert ModelSpec.from_hf_config({**cfg, "use_qk_norm": True}).qk_norm == "per_head"
+
+
 def test_multi_head_latent_attention_is_refused(tmp_path):
     cfg = json.loads((CATALOG / "llama-3.1-8b.json").read_text())
     cfg["kv_lora_rank"] = 512
