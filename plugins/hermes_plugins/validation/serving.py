@@ -230,27 +230,27 @@ VLLM_ASYNC_SCHEDULING_SINCE = (0, 14)
 VLLM_ASYNC_SCHEDULING_DATE = datetime.date(2026, 1, 20)
 
 
-def _version(text: str) -> tuple[int, ...] | None:
-    m = re.match(r"v?(\d+)\.(\d+)", (text or "").strip())
-    return (int(m[1]), int(m[2])) if m else None
+_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+_VLLM_IMAGE = re.compile(r"vllm-openai:v(\d+)\.(\d+)")
 
 
 def overlaps_host(p: Point) -> bool:
-    """Whether the engine of row ``p`` overlaps its host time with the GPU: TensorRT-LLM
-    always (overlap scheduler), vLLM from :data:`VLLM_ASYNC_SCHEDULING_SINCE` (the row's
-    ``backend_version``, else the ``vllm-openai:vX.Y`` image its source names, else its
-    measured date against :data:`VLLM_ASYNC_SCHEDULING_DATE`), SGLang as :data:`HOST_TIME`
-    says."""
-    if p.backend != "vllm":
-        return HOST_TIME[p.backend][2]
-    v = _version(p.raw.get("backend_version", ""))
-    if v is None:
-        m = re.search(r"vllm-openai:v(\d+\.\d+)", p.raw.get("silicon_data_source", ""))
-        v = _version(m[1]) if m else None
-    if v is not None:
-        return v >= VLLM_ASYNC_SCHEDULING_SINCE
-    day = measured_date(p)
-    return day is not None and day >= VLLM_ASYNC_SCHEDULING_DATE
+    """Whether the engine of row ``p`` overlaps its host time with the GPU. vLLM: from
+    :data:`VLLM_ASYNC_SCHEDULING_SINCE` by the row's ``backend_version``, else by the
+    ``vllm-openai:vX.Y`` image its source names, else by its measured date against
+    :data:`VLLM_ASYNC_SCHEDULING_DATE`. Otherwise (other engines, and vLLM rows that say
+    none of these) the engine's :data:`HOST_TIME` entry: TensorRT-LLM yes (overlap
+    scheduler), SGLang and synchronous vLLM no."""
+    if p.backend == "vllm":
+        m = (_VERSION.match(p.raw.get("backend_version", "").strip())
+             or _VLLM_IMAGE.search(p.raw.get("silicon_data_source", "")))
+        if m:
+            return (int(m[1]), int(m[2])) >= VLLM_ASYNC_SCHEDULING_SINCE
+        day = measured_date(p)
+        if day is not None:
+            return day >= VLLM_ASYNC_SCHEDULING_DATE
+    return HOST_TIME[p.backend][2]
+
 
 # vLLM's budget. The rows do not record the deployment's ``--max-num-batched-tokens``.
 # aiconfigurator's generator writes ``C + isl + 1500`` (generator/rule_plugin/vllm.rule), but
