@@ -187,6 +187,24 @@ def test_model_that_does_not_fit_raises_capacity_error(registry):
         run(sc, registry=registry)
 
 
+def test_kv_cache_size_under_both_memory_rules_hand_computed(registry, tiny_model):
+    """vLLM's rule takes ``gpu_memory_utilization`` of all memory and subtracts weights and
+    activations; TensorRT-LLM's (``kv_cache_free_memory_fraction``) takes a share of what is
+    left after them. 1 GiB device, 0.25 GiB activation reserve."""
+    wl = _closed()
+    base = serving_scenario(tiny_model, wl, device={"type": "toy", "memory_GiB": 1.0},
+                            activation_reserve_GiB=0.25)
+    vllm = run(base, registry=registry)
+    rep = vllm.summary["clients"]["c"]["c/0"]
+    weights = rep["weights_GiB_per_device"]
+    assert rep["kv_cache_GiB_per_device"] == pytest.approx(0.9 * 1.0 - weights - 0.25)
+    base["clients"][0]["stage"]["kv_cache_free_memory_fraction"] = 0.5
+    trt = run(base, registry=registry).summary["clients"]["c"]["c/0"]
+    assert trt["kv_cache_GiB_per_device"] == pytest.approx(0.5 * (1.0 - weights - 0.25))
+    # 16-token blocks of 2 (K, V) x 2 layers x 2 KV heads x 64 dims x 2 bytes = 1 KiB per token
+    assert trt["kv_blocks"] == int(0.5 * (1.0 - weights - 0.25) * 2**30 // (16 * 1024))
+
+
 def test_unknown_model_lists_the_catalog(registry):
     sc = serving_scenario("llama-9", _closed())
     with pytest.raises(ConfigError, match=r"clients\[0\]\.stage\.model: unknown model 'llama-9'. Available: .*'llama-3.1-70b'"):

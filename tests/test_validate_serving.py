@@ -184,11 +184,14 @@ def test_scenario_mapping_follows_the_documented_assumptions():
     assert st["precision"] == {"weights": "fp8", "activations": "bf16", "kv_cache": "fp8"}
     assert st["max_num_batched_tokens"] == 1536  # 4 + 1024 + 500 = 1528, rounded up to 32
     assert st["overlap_host"] is True
+    # TensorRT-LLM sizes its KV cache from the memory left after weights and activations
+    assert st["kv_cache_free_memory_fraction"] == 0.9
     sc, _ = S.scenario_for(trt, limits="defaults", kv="bf16")
     st = sc["clients"][0]["stage"]
     assert st["max_num_batched_tokens"] == 8192 and st["precision"]["kv_cache"] == "bf16"
     vllm = next(p for p in points.values() if p.backend == "vllm")
     assert S.scenario_for(vllm)[0]["clients"][0]["stage"]["prefix_caching"] is False
+    assert "kv_cache_free_memory_fraction" not in S.scenario_for(vllm)[0]["clients"][0]["stage"]
     assert S.scenario_for(vllm, prompt_reuse=True)[0]["clients"][0]["stage"]["prefix_caching"] is True
     # long points run 3 measured rounds; the burst round keeps its weight of 1/20
     long = S.plan_for(128, 8192)

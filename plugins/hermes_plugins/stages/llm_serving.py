@@ -6,7 +6,9 @@ apply the step (tokens computed, tokens sampled, requests finished) and loop aga
 when nothing can run and wakes when a request arrives.
 
 KV cache (paged, vLLM's scheme): per device,
-``capacity = memory * gpu_memory_utilization - weights - activation reserve``, split into
+``capacity = memory * gpu_memory_utilization - weights - activation reserve`` (or, with
+``kv_cache_free_memory_fraction`` set, TensorRT-LLM's rule ``fraction * (memory - weights -
+activation reserve)``), split into
 blocks of ``block_size`` tokens of ``2 * layers/pp * kv_heads/tp * head_dim * bytes`` each.
 As in vLLM, the engine refuses to start (:class:`CapacityError`) when the weights do not
 fit or the cache cannot hold one ``max_model_len`` sequence.
@@ -71,7 +73,10 @@ class LLMServingConfig(BaseModel):
     ``max_num_batched_tokens`` (token budget per step, default 8192);
     ``max_model_len`` (tokens, default the model's ``max_position_embeddings``);
     ``block_size`` (tokens per KV block, default 16); ``gpu_memory_utilization`` (share of
-    device memory the engine may use, default 0.9); ``activation_reserve_GiB`` (memory kept
+    device memory the engine may use, default 0.9); ``kv_cache_free_memory_fraction``
+    (default unset): TensorRT-LLM's ``kv_cache_config.free_gpu_memory_fraction``, the share
+    of the memory left after the weights and activations that the KV cache takes; when set
+    it replaces the ``gpu_memory_utilization`` rule; ``activation_reserve_GiB`` (memory kept
     for activations per device; default estimated, see :func:`activation_reserve_bytes`);
     ``step_overhead_us`` (host CPU time per engine step, default 0) and
     ``seq_overhead_us`` (host time per sequence in the step, default 0): scheduling, input
@@ -96,6 +101,7 @@ class LLMServingConfig(BaseModel):
     max_model_len: int | None = Field(None, ge=1)
     block_size: int = Field(16, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    kv_cache_free_memory_fraction: float | None = Field(None, gt=0, le=1)
     activation_reserve_GiB: float | None = Field(None, ge=0)
     step_overhead_us: float = Field(0.0, ge=0)
     seq_overhead_us: float = Field(0.0, ge=0)
@@ -172,14 +178,18 @@ class LLMServing(Stage):
         reserve = (config.activation_reserve_GiB * GiB if config.activation_reserve_GiB is not None
                    else activation_reserve_bytes(self.model, tp, config.max_num_batched_tokens,
                                                  config.max_num_seqs, dtype_bytes(prec.activations)))
-        budget = dev.memory_bytes * config.gpu_memory_utilization
+        free_frac = config.kv_cache_free_memory_fraction
+        budget = dev.memory_bytes * (config.gpu_memory_utilization if free_frac is None else 1.0)
         kv_bytes = budget - weights - reserve
+        if free_frac is not None:
+            kv_bytes *= free_frac
         self.kv_per_token = self.model.kv_bytes_per_token(dtype_bytes(prec.kv_cache), tp, pp)
         n_dev = tp * pp
+        offers = (f"({dev.memory_bytes / GiB:.1f} GiB x gpu_memory_utilization {config.gpu_memory_utilization})"
+                  if free_frac is None else "(all of its memory)")
         fit_msg = (f"{where}: {self.model.name} with {prec.weights} weights needs {weights / GiB:.1f} GiB "
                    f"per device plus {reserve / GiB:.1f} GiB activations on {n_dev} x {dev.name} "
-                   f"(tp={tp}, pp={pp}), but each device offers {budget / GiB:.1f} GiB "
-                   f"({dev.memory_bytes / GiB:.1f} GiB x gpu_memory_utilization {config.gpu_memory_utilization})")
+                   f"(tp={tp}, pp={pp}), but each device offers {budget / GiB:.1f} GiB {offers}")
         if kv_bytes <= 0:
             raise CapacityError(fit_msg + "; use more devices (tp/pp), fp8 weights or a larger device")
         num_blocks = int(kv_bytes // (config.block_size * self.kv_per_token))

@@ -168,6 +168,9 @@ class EngineProfile:
     batching: dict[str, Any] = field(default_factory=lambda: {"type": "chunked_prefill"})
     prefix_caching: bool = True
     source: str = ""
+    #: TensorRT-LLM's ``free_gpu_memory_fraction`` (the KV cache's share of the memory left
+    #: after weights and activations), or ``None`` for the ``gpu_memory_utilization`` rule.
+    kv_cache_free_memory_fraction: float | None = None
 
     #: ``(date, rule)``: rows measured before ``date`` (the ``measured=`` field of
     #: ``silicon_data_source``) take ``rule`` instead of ``aiconfigurator_max_num_batched_tokens``.
@@ -303,8 +306,12 @@ ENGINES: dict[str, EngineProfile] = {
         max_num_seqs=2048, gpu_memory_utilization=0.9,
         batching={"type": "guaranteed_no_evict"},
         prefix_caching=False,
+        kv_cache_free_memory_fraction=0.9,
         source="defaults: TensorRT-LLM LLM API (max_num_tokens 8192, max_batch_size 2048, KV "
-               "cache 0.9 of free memory, overlap scheduler, capacity scheduler policy "
+               "cache 0.9 of the memory free after loading the model and a profiling forward "
+               "pass (KvCacheConfig.free_gpu_memory_fraction; aiconfigurator's templates write "
+               "0.80, but the KV-bound Llama-3.1-70B TP1 rows held ~0.9-0.95 of it, see "
+               "docs/performance-model.md), overlap scheduler, capacity scheduler policy "
                "GUARANTEED_NO_EVICT: a request starts only when its whole KV fits); aiconfigurator: "
                "generator/rule_plugin/trtllm.rule, agg max_num_tokens = batch_size + isl + 500 "
                "rounded up to 32; in-flight batching of context and generation requests; no KV "
@@ -601,6 +608,8 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "max_model_len": min(p.isl + p.osl + 1500,
                                      _spec(MODELS[p.model_path]).max_position_embeddings),
                 "gpu_memory_utilization": eng.gpu_memory_utilization,
+                **({"kv_cache_free_memory_fraction": eng.kv_cache_free_memory_fraction}
+                   if eng.kv_cache_free_memory_fraction is not None else {}),
                 "step_overhead_us": HOST_TIME[p.backend][0],
                 "seq_overhead_us": HOST_TIME[p.backend][1],
                 "overlap_host": overlaps_host(p),
