@@ -91,6 +91,13 @@ class ModelSpec:
     #: ``head_dim``), ``"per_layer"`` (MiniMax-M2 ``qk_norm_type``: over all heads, so a
     #: tensor-parallel shard all-reduces the squared sums), ``""``: none
     qk_norm: str = ""
+    #: group size of the per-token-group activation quantization a block-scaled FP8
+    #: checkpoint needs (``quantization_config``: ``quant_method: fp8`` with
+    #: ``weight_block_size: [128, 128]``, as in Qwen3-235B-A22B-FP8 and MiniMax-M2.5): the
+    #: engines quantize every input of a converted GEMM in groups of this many elements per
+    #: token (vLLM ``per_token_group_quant_fp8``, SGLang ``sglang_per_token_group_quant_fp8``)
+    #: before the block-scaled kernel. ``0``: no block-FP8 weights.
+    fp8_block: int = 0
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -152,6 +159,14 @@ class ModelSpec:
                 raise ConfigError(f"{where}: 'sliding_window' must be a positive token count, got {window}")
         quant = cfg.get("quantization_config") or {}
         expert_weights = "mxfp4" if n_exp and quant.get("quant_method") == "mxfp4" else ""
+        fp8_block = 0
+        if quant.get("quant_method") == "fp8" and quant.get("weight_block_size"):
+            block = quant["weight_block_size"]
+            if (not isinstance(block, list) or len(block) != 2
+                    or not all(isinstance(b, int) and b > 0 for b in block)):
+                raise ConfigError(f"{where}: 'quantization_config.weight_block_size' must be two positive "
+                                  f"ints [block_n, block_k], got {block!r}")
+            fp8_block = block[1]
         qk_norm = ""
         if cfg.get("use_qk_norm"):
             qk_norm = "per_layer" if cfg.get("qk_norm_type") == "per_layer" else "per_head"
@@ -164,7 +179,8 @@ class ModelSpec:
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             num_experts=n_exp, experts_per_token=top_k, moe_intermediate=moe_inter,
             shared_expert_intermediate=shared, moe_layers=moe_layers, sliding_window=window,
-            sliding_layers=sliding, expert_weights=expert_weights, qk_norm=qk_norm, source=source, raw=cfg,
+            sliding_layers=sliding, expert_weights=expert_weights, qk_norm=qk_norm, fp8_block=fp8_block,
+            source=source, raw=cfg,
         )
 
     @classmethod

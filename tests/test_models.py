@@ -367,3 +367,15 @@ def test_missing_hidden_size_names_the_field_and_the_file(tmp_path):
     with pytest.raises(ConfigError, match="'hidden_size'") as info:
         ModelSpec.from_file(path)
     assert str(path) in str(info.value)
+
+
+def test_block_fp8_checkpoints_declare_their_quantization_group():
+    assert spec("qwen3-235b-a22b-fp8").fp8_block == 128
+    assert spec("minimax-m2.5").fp8_block == 128
+    assert spec("qwen3-235b-a22b").fp8_block == 0 and spec("gpt-oss-120b").fp8_block == 0
+    # the FP8 checkpoint has the BF16 one's architecture
+    assert spec("qwen3-235b-a22b-fp8").params() == spec("qwen3-235b-a22b").params()
+    bad = {**json.loads((CATALOG / "llama-3.1-8b.json").read_text()),
+           "quantization_config": {"quant_method": "fp8", "weight_block_size": [128]}}
+    with pytest.raises(ConfigError, match=r"quantization_config\.weight_block_size.*\[128\]"):
+        ModelSpec.from_hf_config(bad, name="bad")

@@ -178,3 +178,27 @@ def test_mxfp4_experts_are_priced_at_their_own_precision():
     # one decode token routes to 2 experts of 3 * 256 * 512 weights in each of 2 layers
     expert_bytes = 2 * 2 * 3 * 256 * 512
     assert b16 - b4 == pytest.approx(expert_bytes * (2 - 4.25 / 8))
+
+
+def test_block_fp8_checkpoint_adds_one_group_quant_kernel_per_converted_gemm():
+    """A block-scaled FP8 checkpoint (``weight_block_size: [128, 128]``) run with FP8
+    weights quantizes each converted GEMM's input per token in groups of 128: bf16 in (2 B),
+    FP8 out (1 B) and one fp32 scale per 128 elements. The LM head stays in bf16. With
+    bf16 weights, or without the quantization block, nothing is added."""
+    quantized = {**TINY_MODEL, "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
+    topo = Topology.single_switch(["d0"], 1e11, 0.0)
+
+    def model(cfg, weights):
+        spec = ModelSpec.from_hf_config(cfg, name="tiny")
+        return StepCostModel(spec, ToyDevice(ToyConfig()), 1, 1, weights, "bf16", "bf16", topo, ["d0"], 2048, 64)
+
+    assert ModelSpec.from_hf_config(quantized).fp8_block == 128
+    T = 300
+    per_elem = 2 + 1 + 4 / 128
+    # inputs of qkv (256), o_proj (4 x 64), gate_up (256) and down (512) per token, 2 layers
+    quant = 2 * T * (256 + 256 + 256 + 512) * per_elem / BW
+    base, blocked = model(TINY_MODEL, "fp8"), model(quantized, "fp8")
+    assert blocked.linear[T] - base.linear[T] == pytest.approx(quant, rel=1e-12)
+    assert blocked.head[8] == pytest.approx(base.head[8], rel=1e-12)
+    assert blocked.linear[0] == 0.0
+    assert model(quantized, "bf16").linear[T] == pytest.approx(model(TINY_MODEL, "bf16").linear[T], rel=1e-12)

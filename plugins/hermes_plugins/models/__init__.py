@@ -32,6 +32,7 @@ HF_REPOS: dict[str, str] = {
     "qwen3-14b": "Qwen/Qwen3-14B",
     "qwen3-32b": "Qwen/Qwen3-32B",
     "qwen3-235b-a22b": "Qwen/Qwen3-235B-A22B",
+    "qwen3-235b-a22b-fp8": "Qwen/Qwen3-235B-A22B-FP8",
     "minimax-m2.5": "MiniMaxAI/MiniMax-M2.5",
     "gpt-oss-120b": "openai/gpt-oss-120b",
 }

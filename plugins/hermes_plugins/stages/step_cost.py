@@ -29,6 +29,15 @@ across stages is not modelled (a step's latency, not a pipelined throughput).
 and S (numpy, vectorised over the device's pricing methods), so a step evaluation is a few
 table lookups and two roofline evaluations: O(1) in the batch size once its four sums are
 known.
+
+Block-scaled FP8 checkpoints (:attr:`ModelSpec.fp8_block`) run with FP8 weights add, before
+each converted dense GEMM, one per-token-group quantization kernel priced as a memory
+kernel over ``tokens * k * (act + 1 + 4 / group)`` bytes (bf16 in, FP8 values and one fp32
+scale per group out): vLLM's ``W8A8BlockFp8LinearOp`` (``per_token_group_quant_fp8``),
+SGLang's ``apply_w8a8_block_fp8_linear``. The router gates and the LM head stay unconverted
+(:data:`UNQUANTIZED_GEMMS`, the checkpoints' ``modules_to_not_convert``). The fused MoE
+quantizes its inputs inside the measured calls its efficiency is fitted on, so it adds
+nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ import math
 import numpy as np
 
 from hermes_core import HardwareNode, ModelSpec, Topology, dtype_bytes
+
+#: GEMMs a block-FP8 checkpoint keeps in 16 bits (no activation quantization before them).
+UNQUANTIZED_GEMMS = frozenset({"moe_router", "lm_head"})
 
 
 class StepCostModel:
@@ -74,6 +86,18 @@ class StepCostModel:
         T = np.arange(max_tokens + 1)
         tp_members = device_names[:tp]
 
+        # block-scaled FP8 checkpoints: a per-token-group quantization kernel reads each
+        # converted GEMM's bf16 input and writes FP8 values plus one fp32 scale per group
+        group = model.fp8_block
+        quant_b = act_b + 1.0 + 4.0 / group if group else 0.0
+
+        def quant(elems, tokens, precision):
+            """(time, bytes) of quantizing ``elems`` input elements per token, or zeros."""
+            if not group or precision != "fp8":
+                return 0.0, 0.0
+            nb = tokens * elems * quant_b
+            return np.where(tokens > 0, device.memory_time(nb), 0.0), nb
+
         def ops_time(ops, tokens):
             """(time, flops, bytes) arrays over ``tokens`` for one pass over ``ops``."""
             t = np.zeros(len(tokens)); fl = np.zeros(len(tokens)); by = np.zeros(len(tokens))
@@ -82,6 +106,9 @@ class StepCostModel:
                     t += device.gemm_time(tokens, op.n, op.k, weights)
                     fl += 2.0 * tokens * op.n * op.k
                     by += op.n * op.k * dtype_bytes(weights) + tokens * (op.k + op.n) * act_b
+                    if op.name not in UNQUANTIZED_GEMMS:
+                        qt, qb = quant(op.k, tokens, weights)
+                        t += qt; by += qb
                 elif op.kind == "memory":
                     nb = tokens * op.elems_per_token * act_b
                     t += device.memory_time(nb)

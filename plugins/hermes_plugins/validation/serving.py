@@ -85,7 +85,7 @@ MODELS: dict[str, str] = {
     "Qwen/Qwen3-32B": "qwen3-32b",
     "Qwen/Qwen3-32B-FP8": "qwen3-32b",
     "Qwen/Qwen3-235B-A22B": "qwen3-235b-a22b",
-    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b-fp8",
     "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
     "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b",
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
