@@ -42,7 +42,9 @@ class Operator:
     * ``"allreduce"``: tensor-parallel all-reduce of ``elems_per_token`` activation
       elements per token.
     * ``"moe"``: ``experts`` routed experts, each a gated MLP of width ``n`` (per device),
-      ``top_k`` of them per token, on hidden size ``k``.
+      ``top_k`` of them per token, on hidden size ``k``; with expert parallelism ``ep > 1``
+      each device holds ``experts / ep`` of them (and gets ``top_k / ep`` of each token's
+      expert slots on average).
     """
 
     name: str
@@ -55,6 +57,7 @@ class Operator:
     head_dim: int = 0
     experts: int = 0
     top_k: int = 0
+    ep: int = 1
 
 
 #: ``model_type`` values whose architecture normalises each head's queries and keys
@@ -237,9 +240,18 @@ class ModelSpec:
         layers = self.full_attention_layers or self.layers
         return 2.0 * (layers / pp) * kvh * self.head_dim * kv_dtype_bytes
 
-    def check_parallelism(self, tp: int, pp: int, where: str) -> None:
-        """Raise :class:`ConfigError` unless heads split evenly over ``tp`` and layers over
-        ``pp``."""
+    def check_parallelism(self, tp: int, pp: int, where: str, ep: int = 1) -> None:
+        """Raise :class:`ConfigError` unless heads split evenly over ``tp``, layers over
+        ``pp`` and, with expert parallelism ``ep > 1``, the routed experts over ``ep`` and
+        their width over the remaining ``tp / ep``."""
+        if ep > 1:
+            if not self.is_moe:
+                raise ConfigError(f"{where}.ep: expert parallelism needs a MoE model; {self.name} has no routed experts")
+            if tp % ep:
+                raise ConfigError(f"{where}.ep: ep={ep} must divide tp={tp} (the experts are split over "
+                                  "ep of the tp devices, their width over the other tp / ep)")
+            if self.num_experts % ep:
+                raise ConfigError(f"{where}.ep: {self.num_experts} experts do not split over ep={ep}")
         if self.heads % tp:
             raise ConfigError(f"{where}.tp: {self.heads} attention heads do not split over tp={tp}")
         if self.kv_heads % tp and tp % self.kv_heads:
@@ -248,9 +260,14 @@ class ModelSpec:
             raise ConfigError(f"{where}.pp: pp={pp} exceeds the model's {self.layers} layers")
 
     # -- operators ----------------------------------------------------------------------
-    def layer_operators(self, tp: int = 1, moe: bool = False) -> list[Operator]:
+    def layer_operators(self, tp: int = 1, moe: bool = False, ep: int = 1) -> list[Operator]:
         """Operators of one decoder layer on one of ``tp`` tensor-parallel devices, in
-        execution order. ``moe`` picks the MoE variant of the MLP."""
+        execution order. ``moe`` picks the MoE variant of the MLP; ``ep`` splits its routed
+        experts over ``ep`` of the ``tp`` devices (expert parallelism within the
+        tensor-parallel group, vLLM ``--enable-expert-parallel`` without data parallelism,
+        TensorRT-LLM ``moe_expert_parallel_size``): each expert is then split over ``tp /
+        ep`` devices only, and the layer's output is all-reduced over all ``tp`` as without
+        it."""
         h, d = self.hidden, self.head_dim
         hq = self.heads // tp
         hkv = max(1, self.kv_heads // tp)
@@ -278,8 +295,8 @@ class ModelSpec:
         ]
         if moe:
             ops.append(Operator("moe_router", "gemm", n=self.num_experts, k=h))
-            ops.append(Operator("moe_experts", "moe", n=self.moe_intermediate // tp, k=h,
-                                experts=self.num_experts, top_k=self.experts_per_token))
+            ops.append(Operator("moe_experts", "moe", n=self.moe_intermediate // (tp // ep), k=h,
+                                experts=self.num_experts, top_k=self.experts_per_token, ep=ep))
             if self.shared_expert_intermediate:
                 si = self.shared_expert_intermediate // tp
                 ops += [

@@ -202,3 +202,45 @@ def test_block_fp8_checkpoint_adds_one_group_quant_kernel_per_converted_gemm():
     assert blocked.head[8] == pytest.approx(base.head[8], rel=1e-12)
     assert blocked.linear[0] == 0.0
     assert model(quantized, "bf16").linear[T] == pytest.approx(model(TINY_MODEL, "bf16").linear[T], rel=1e-12)
+
+
+def test_expert_parallelism_gives_each_device_its_experts_whole_hand_computed():
+    """Tiny MoE (4 experts of width 128, top-2) on tp=2. Tensor-parallel experts: each
+    device holds all 4 at width 64. ep=2: each holds 2 experts at full width 128 and gets,
+    on average, one of each token's two expert slots. One token (T=1) on the ideal toy
+    device: with ep=2 the single local slot lands on 1 expert (active = 2 (1 - (1 - 1/2))),
+    whose gate/up [1, 256] x [256, 256] and down [1, 128] x [128, 256] GEMMs read its
+    weights, plus the SiLU-and-multiply kernel over 3 x 128 elements."""
+    moe_cfg = {**TINY_MODEL, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128}
+    spec = ModelSpec.from_hf_config(moe_cfg, name="tiny-moe")
+    topo = Topology.single_switch(["d0", "d1"], 1e11, 0.0)
+
+    def model(ep):
+        return StepCostModel(spec, ToyDevice(ToyConfig()), 2, 1, "bf16", "bf16", "bf16", topo,
+                             ["d0", "d1"], 64, 8, ep=ep)
+
+    ep_op = next(op for op in spec.layer_operators(2, moe=True, ep=2) if op.kind == "moe")
+    assert (ep_op.n, ep_op.experts, ep_op.ep) == (128, 4, 2)
+    t, flops, nbytes = model(2)._moe(ep_op, [1], "bf16", 2.0)
+    expected = gemm(1, 2 * 128, 256) + gemm(1, 256, 128) + 1 * 1 * 3 * 128 * 2 / BW
+    assert t[0] == pytest.approx(expected, rel=1e-12)
+    assert flops == pytest.approx(2 * 1 * 1 * 3 * 128 * 256)  # one expert slot of 3 matrices
+    # without ep the same token runs 2 of 4 half-width experts (active = 4 (1 - 1/2) = 2)
+    tp_op = next(op for op in spec.layer_operators(2, moe=True) if op.kind == "moe")
+    t_tp, _, _ = model(1)._moe(tp_op, [1], "bf16", 2.0)
+    assert t_tp[0] == pytest.approx(gemm(1, 2 * 2 * 64, 256) + gemm(1, 2 * 256, 64) + 2 * 3 * 64 * 2 / BW, rel=1e-12)
+
+
+@pytest.mark.parametrize("ep, tp, match", [
+    (3, 6, r"\.ep: 4 experts do not split over ep=3"),
+    (4, 2, r"\.ep: ep=4 must divide tp=2"),
+])
+def test_expert_parallelism_that_does_not_split_is_refused(ep, tp, match):
+    from hermes_core import ConfigError
+    moe = ModelSpec.from_hf_config({**TINY_MODEL, "num_attention_heads": 12, "num_key_value_heads": 6,
+                                    "head_dim": 64, "num_local_experts": 4, "num_experts_per_tok": 2,
+                                    "moe_intermediate_size": 128}, name="m")
+    with pytest.raises(ConfigError, match=match):
+        moe.check_parallelism(tp, 1, "stage.parallelism", ep)
+    with pytest.raises(ConfigError, match=r"\.ep: expert parallelism needs a MoE model"):
+        ModelSpec.from_hf_config(TINY_MODEL, name="dense").check_parallelism(2, 1, "stage.parallelism", 2)

@@ -58,11 +58,14 @@ class Precision(BaseModel):
 
 
 class Parallelism(BaseModel):
-    """Tensor-parallel (``tp``) and pipeline-parallel (``pp``) degrees."""
+    """Tensor-parallel (``tp``) and pipeline-parallel (``pp``) degrees, and the
+    expert-parallel degree ``ep`` of a MoE model's routed experts within the ``tp`` group
+    (``ep`` must divide ``tp``; each expert is split over the other ``tp / ep``)."""
 
     model_config = ConfigDict(extra="forbid")
     tp: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
+    ep: int = Field(1, ge=1)
 
 
 class LLMServingConfig(BaseModel):
@@ -149,7 +152,8 @@ class LLMServing(Stage):
         self.model = ModelSpec.from_file(path, name=comp.name if comp else path.stem,
                                          source=comp.source if comp else str(path))
         tp, pp = config.parallelism.tp, config.parallelism.pp
-        self.model.check_parallelism(tp, pp, f"{where}.parallelism")
+        ep = config.parallelism.ep
+        self.model.check_parallelism(tp, pp, f"{where}.parallelism", ep)
         prec = config.precision
         dev = ctx.devices[0]
         self.expert_precision = (prec.experts or self.model.expert_weights or prec.weights) if self.model.is_moe else None
@@ -206,7 +210,7 @@ class LLMServing(Stage):
         self.cost = StepCostModel(
             self.model, dev, tp, pp, prec.weights, prec.activations, prec.kv_cache, ctx.topology,
             ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
-            experts=self.expert_precision,
+            experts=self.expert_precision, ep=ep,
         )
         self._window = self.model.sliding_window if self.model.sliding_layers else 0
         self._overhead = config.step_overhead_us * 1e-6
@@ -360,6 +364,7 @@ class LLMServing(Stage):
         return {
             "model": self.model.name,
             "tp": self.config.parallelism.tp,
+            "ep": self.config.parallelism.ep,
             "pp": self.config.parallelism.pp,
             "weights_GiB_per_device": self.weight_bytes / GiB,
             "kv_cache_GiB_per_device": self.kv_cache_bytes / GiB,

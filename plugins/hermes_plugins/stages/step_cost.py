@@ -72,8 +72,9 @@ class StepCostModel:
 
     def __init__(self, model: ModelSpec, device: HardwareNode, tp: int, pp: int,
                  weights: str, activations: str, kv_cache: str, topology: Topology,
-                 device_names: list[str], max_tokens: int, max_seqs: int, experts: str | None = None):
-        self.model, self.device, self.tp, self.pp = model, device, tp, pp
+                 device_names: list[str], max_tokens: int, max_seqs: int, experts: str | None = None,
+                 ep: int = 1):
+        self.model, self.device, self.tp, self.pp, self.ep = model, device, tp, pp, ep
         self.wdt, self.adt = weights, activations
         self.edt = experts or weights
         act_b = dtype_bytes(activations)
@@ -124,7 +125,7 @@ class StepCostModel:
 
         dense_t, dense_f, dense_b = ops_time(model.layer_operators(tp, moe=False), T)
         if n_moe:
-            moe_t, moe_f, moe_b = ops_time(model.layer_operators(tp, moe=True), T)
+            moe_t, moe_f, moe_b = ops_time(model.layer_operators(tp, moe=True, ep=ep), T)
         else:
             moe_t = moe_f = moe_b = 0.0
         lps = self.layers_per_stage
@@ -166,12 +167,14 @@ class StepCostModel:
 
         A device with measured MoE layers (``moe_time``, e.g. ``gpu_profiled`` with an
         aiconfigurator ``moe_perf`` table) prices the token counts its table covers; the
-        model prices the rest."""
-        E, k = op.experts, op.top_k
+        model prices the rest. With expert parallelism (``op.ep > 1``) a device runs its
+        ``E / ep`` experts on the ``T k / ep`` expert slots routed to it on average (uniform
+        routing: no load imbalance across devices), always from the model."""
+        E, k = op.experts / op.ep, op.top_k / op.ep
         T = np.asarray(tokens, dtype=float)
         dev = self.device
         t = moe_layer_time(dev, T, op.k, op.n, E, k, weights, act_b)
-        measured = getattr(dev, "moe_time", None)
+        measured = getattr(dev, "moe_time", None) if op.ep == 1 else None
         if measured is not None:
             mt, ok = measured(T, op.k, self.model.moe_intermediate, k, E, self.tp, weights)
             t = np.where(ok, mt, t)
@@ -272,7 +275,7 @@ def window_sums(window: int, cached, new) -> tuple[float, float, float]:
     return pf_pairs, pf_kv, dec_kv
 
 
-def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, experts: int, top_k: int,
+def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, experts: float, top_k: float,
                    weights: str, act_bytes: float = 2.0) -> np.ndarray:
     """Modelled time (s) of one MoE layer's routed experts on one device, at each token
     count of ``tokens`` (array): ``hidden`` model width, ``inter`` each expert's

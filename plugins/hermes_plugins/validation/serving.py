@@ -119,6 +119,11 @@ SYSTEMS: dict[str, str] = {
     "b200_sxm": "b200",
 }
 
+#: GPUs per node (one NVLink domain) of every system in :data:`SYSTEMS` (HGX 8-GPU boards):
+#: a replica on more would cross the inter-node network, which ``validate serving`` does
+#: not model (the scenario's devices share one switch).
+GPUS_PER_NODE = 8
+
 #: ``gemm_quant_mode`` -> hermes weight precision. The attention core computes in bf16.
 GEMM_PRECISION: dict[str, str] = {
     "": "bf16", "bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "fp8_block": "fp8",
@@ -488,13 +493,15 @@ def unsupported_reason(p: Point) -> str | None:
         return f"GEMM quantization '{p.gemm_quant_mode}' is not modelled"
     if p.batch_size is None or p.tp is None:
         return "batch_size or tp_size is empty"
+    gpus = p.tp * (p.pp or 1)
+    if gpus > GPUS_PER_NODE:
+        return (f"tp_size x pp_size = {gpus} GPUs span several {p.system} nodes ({GPUS_PER_NODE} per "
+                "NVLink domain); the inter-node network is not modelled")
     dp = p.attention_dp or 1
     if dp > 1:
         return f"attention data parallelism (attention_dp_size={dp}) is not modelled"
     if not _is_moe(MODELS[p.model_path]):
         return None  # the moe_* columns do not apply to a dense model
-    if (p.moe_ep or 1) > 1:
-        return f"expert parallelism (moe_ep_size={p.moe_ep}) is not modelled"
     moe = (p.moe_tp or 1) * (p.moe_ep or 1)
     if moe != p.tp * dp:
         return (f"inconsistent parallelism: tp_size x attention_dp_size = {p.tp * dp} GPUs for attention "
@@ -600,7 +607,8 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "model": MODELS[p.model_path],
                 "precision": {"weights": weights, "activations": "bf16",
                               "kv_cache": kv_cache_dtype(p.backend, weights, kv)},
-                "parallelism": {"tp": p.tp, "pp": p.pp or 1},
+                "parallelism": {"tp": p.tp, "pp": p.pp or 1,
+                                **({"ep": p.moe_ep} if (p.moe_ep or 1) > 1 and _is_moe(MODELS[p.model_path]) else {})},
                 "max_num_seqs": max(eng.max_num_seqs, C),
                 "max_num_batched_tokens": eng.max_num_batched_tokens(limits, C, p.isl, measured_date(p),
                                                                    p.raw.get("silicon_data_source", "")),
@@ -685,8 +693,8 @@ def _short_reason(reason: str) -> str:
         return "does not fit on the GPUs"
     if reason.startswith("attention data parallelism"):
         return "attention data parallelism is not modelled"
-    if reason.startswith("expert parallelism"):
-        return "expert parallelism is not modelled"
+    if "span several" in reason:
+        return "tensor parallelism across nodes is not modelled"
     if reason.startswith("inconsistent parallelism"):
         return "inconsistent parallelism columns (tp_size vs moe_tp_size x moe_ep_size)"
     return reason
