@@ -176,7 +176,7 @@ class StepCostModel:
         t = moe_layer_time(dev, T, op.k, op.n, E, k, weights, act_b)
         measured = getattr(dev, "moe_time", None) if op.ep == 1 else None
         if measured is not None:
-            mt, ok = measured(T, op.k, self.model.moe_intermediate, k, E, self.tp, weights)
+            mt, ok = measured(T, op.k, self.model.moe_intermediate, op.top_k, op.experts, self.tp, weights)
             t = np.where(ok, mt, t)
         active = E * (1.0 - (1.0 - k / E) ** T)
         flops = 2.0 * T * k * 3 * op.n * op.k
