@@ -151,8 +151,7 @@ class LLMServing(Stage):
                 comp = reg.get("models", n)
         self.model = ModelSpec.from_file(path, name=comp.name if comp else path.stem,
                                          source=comp.source if comp else str(path))
-        tp, pp = config.parallelism.tp, config.parallelism.pp
-        ep = config.parallelism.ep
+        tp, pp, ep = config.parallelism.tp, config.parallelism.pp, config.parallelism.ep
         self.model.check_parallelism(tp, pp, f"{where}.parallelism", ep)
         prec = config.precision
         dev = ctx.devices[0]

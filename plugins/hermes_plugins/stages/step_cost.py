@@ -74,7 +74,7 @@ class StepCostModel:
                  weights: str, activations: str, kv_cache: str, topology: Topology,
                  device_names: list[str], max_tokens: int, max_seqs: int, experts: str | None = None,
                  ep: int = 1):
-        self.model, self.device, self.tp, self.pp, self.ep = model, device, tp, pp, ep
+        self.model, self.device, self.tp, self.pp = model, device, tp, pp
         self.wdt, self.adt = weights, activations
         self.edt = experts or weights
         act_b = dtype_bytes(activations)
@@ -87,17 +87,10 @@ class StepCostModel:
         T = np.arange(max_tokens + 1)
         tp_members = device_names[:tp]
 
-        # block-scaled FP8 checkpoints: a per-token-group quantization kernel reads each
-        # converted GEMM's bf16 input and writes FP8 values plus one fp32 scale per group
-        group = model.fp8_block
-        quant_b = act_b + 1.0 + 4.0 / group if group else 0.0
-
-        def quant(elems, tokens, precision):
-            """(time, bytes) of quantizing ``elems`` input elements per token, or zeros."""
-            if not group or precision != "fp8":
-                return 0.0, 0.0
-            nb = tokens * elems * quant_b
-            return np.where(tokens > 0, device.memory_time(nb), 0.0), nb
+        # block-scaled FP8 checkpoints run with FP8 weights: a per-token-group quantization
+        # kernel reads each converted GEMM's bf16 input and writes FP8 values plus one fp32
+        # scale per group (bytes per input element; 0: no such kernel)
+        quant_b = act_b + 1.0 + 4.0 / model.fp8_block if model.fp8_block and weights == "fp8" else 0.0
 
         def ops_time(ops, tokens):
             """(time, flops, bytes) arrays over ``tokens`` for one pass over ``ops``."""
@@ -107,9 +100,10 @@ class StepCostModel:
                     t += device.gemm_time(tokens, op.n, op.k, weights)
                     fl += 2.0 * tokens * op.n * op.k
                     by += op.n * op.k * dtype_bytes(weights) + tokens * (op.k + op.n) * act_b
-                    if op.name not in UNQUANTIZED_GEMMS:
-                        qt, qb = quant(op.k, tokens, weights)
-                        t += qt; by += qb
+                    if quant_b and op.name not in UNQUANTIZED_GEMMS:
+                        nb = tokens * op.k * quant_b
+                        t += device.memory_time(nb)
+                        by += nb
                 elif op.kind == "memory":
                     nb = tokens * op.elems_per_token * act_b
                     t += device.memory_time(nb)
