@@ -310,3 +310,34 @@ def test_no_chunking_rejects_a_chunk_cap(registry, tiny_model):
                                                     "long_prefill_token_threshold": 256})
     with pytest.raises(ConfigError, match="long_prefill_token_threshold.*enable_chunked_prefill"):
         run(sc, registry=registry)
+
+
+def test_batch_waiting_holds_new_requests_back_for_timeout_steps(registry, tiny_model, tmp_path):
+    """TensorRT-LLM's batch waiting: A (100 + 400 tokens) starts alone at t=0; B (100 + 2)
+    arrives at 0.1 ms while A decodes. With ``batch_wait_timeout_iters: 3`` and a token
+    threshold B never reaches (0.9 x 1000 > 100 + 1 decode), B is held for exactly three
+    steps, each one decode of A alone, so its TTFT grows by three of A's decode steps.
+    A threshold B's prompt reaches (0.05 x 1000 = 50 tokens) or a zero timeout holds
+    nothing: the same TTFT as without batch waiting."""
+    trace = tmp_path / "two.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 100, "output_length": 400}\n'
+                     '{"timestamp": 0.1, "input_length": 100, "output_length": 2}\n')
+    wl = {"type": "mooncake_trace", "path": str(trace)}
+
+    def rows(**wait):
+        res = run(serving_scenario(tiny_model, wl, max_num_batched_tokens=1000,
+                                   batching={"type": "guaranteed_no_evict", "enable_chunked_prefill": False, **wait}),
+                  registry=registry)
+        a, b = res.request_rows()
+        return a, b
+
+    a0, b0 = rows()
+    a3, b3 = rows(batch_wait_timeout_iters=3, batch_wait_max_tokens_ratio=0.9)
+    gap = (a0["finish_s"] - a0["first_token_s"]) / 399  # A's decode step, alone or with B
+    # three steps of A alone (each a little under A's mean gap, which includes B's prefill)
+    assert 2.5 * gap * 1e3 < b3["ttft_ms"] - b0["ttft_ms"] < 3.2 * gap * 1e3
+    assert a3["ttft_ms"] == pytest.approx(a0["ttft_ms"])  # nothing decodes at t=0: A is not held
+    _, b_ratio = rows(batch_wait_timeout_iters=3, batch_wait_max_tokens_ratio=0.05)
+    _, b_zero = rows(batch_wait_timeout_iters=0, batch_wait_max_tokens_ratio=0.9)
+    assert b_ratio["ttft_ms"] == pytest.approx(b0["ttft_ms"])
+    assert b_zero["ttft_ms"] == pytest.approx(b0["ttft_ms"])

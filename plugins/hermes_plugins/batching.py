@@ -156,7 +156,7 @@ class ChunkedPrefill(BatchingPolicy):
             batch.add(seq, n)
             budget -= n
             i += 1
-        if state.preemptions == preempted:
+        if state.preemptions == preempted and not self._hold_admissions(state, batch, budget):
             while waiting and budget > 0 and len(running) < lim.max_num_seqs:
                 seq = waiting[0]
                 n = seq.num_tokens - seq.num_computed
@@ -179,6 +179,10 @@ class ChunkedPrefill(BatchingPolicy):
         ``budget`` < ``n`` tokens (always, for a chunking policy)."""
         return True
 
+    def _hold_admissions(self, state: SchedulerState, batch: Batch, budget: int) -> bool:
+        """Whether to admit no waiting request this step (never, here)."""
+        return False
+
     def _reserve(self, kv, seq, n: int) -> bool:
         """Reserve KV for admitting ``seq`` with a first chunk of ``n`` tokens."""
         return kv.try_allocate(seq, n)
@@ -189,9 +193,19 @@ class GuaranteedNoEvictConfig(ChunkedPrefillConfig):
     LLM API). Off, a prompt is scheduled only whole, when it fits what the step's token
     budget has left; the first waiting prompt that does not fit stops admission for the
     step (``MicroBatchScheduler``: ``break`` on a context request over
-    ``maxNumTokens``)."""
+    ``maxNumTokens``).
+
+    ``batch_wait_timeout_iters`` / ``batch_wait_max_tokens_ratio``: TensorRT-LLM's batch
+    waiting (PyTorch executor, ``PyExecutor._waiting_requests``; both 0 by default, which
+    turns it off). In a step that has decodes to run, new requests are held back while the
+    step's tokens (the held prompts' whole lengths plus one per decode) stay under
+    ``batch_wait_max_tokens_ratio x max_num_batched_tokens`` and fewer than
+    ``batch_wait_timeout_iters`` steps have held them; then they are admitted and the count
+    starts again. With no decodes running nothing is held."""
 
     enable_chunked_prefill: bool = True
+    batch_wait_timeout_iters: int = Field(0, ge=0)
+    batch_wait_max_tokens_ratio: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _threshold_needs_chunking(self):
@@ -217,6 +231,34 @@ class GuaranteedNoEvict(ChunkedPrefill):
     def __init__(self, config: BaseModel):
         super().__init__(config)
         self.chunks_prefill = config.enable_chunked_prefill
+        self._waited = 0  # steps that have held new requests back (batch waiting)
+
+    def _hold_admissions(self, state: SchedulerState, batch: Batch, budget: int) -> bool:
+        """TensorRT-LLM's batch waiting (see :class:`GuaranteedNoEvictConfig`). The prompts
+        counted are those the step's budget and ``max_num_seqs`` would admit."""
+        cfg = self.config
+        if not (cfg.batch_wait_timeout_iters or cfg.batch_wait_max_tokens_ratio):
+            return False
+        if not state.waiting or batch.dec_n == 0:
+            return False
+        lim = state.limits
+        ctx, left, seats = 0, budget, lim.max_num_seqs - len(state.running)
+        for seq in state.waiting:
+            n = seq.num_tokens - seq.num_computed
+            if seats <= 0 or left <= 0 or not self._fits(n, left):
+                break
+            ctx += seq.req.prompt_tokens
+            left -= n
+            seats -= 1
+        if ctx == 0:
+            return False
+        tokens = ctx + batch.dec_n
+        if (self._waited >= cfg.batch_wait_timeout_iters
+                or tokens >= cfg.batch_wait_max_tokens_ratio * lim.max_num_batched_tokens):
+            self._waited = 0
+            return False
+        self._waited += 1
+        return True
 
     def _fits(self, n: int, budget: int) -> bool:
         return self.chunks_prefill or n <= budget
