@@ -440,3 +440,51 @@ def test_rows_spanning_nodes_are_listed_not_simulated():
         "tp_size x pp_size = 16 GPUs span several h200_sxm nodes (8 per NVLink domain); "
         "the inter-node network is not modelled")
     assert S.unsupported_reason(dataclasses.replace(oss, tp=8, moe_tp=1, moe_ep=8)) is None
+
+
+def _trt_point(source: str, model: str = "meta-llama/Llama-3.1-70B", isl: int = 1024, osl: int = 1024,
+               tp: int = 2, c: int = 4) -> S.Point:
+    return S.Point(line=2, raw={"silicon_data_source": source}, id="x", backend="trtllm", model_path=model,
+                   system="h200_sxm", mode="agg", isl=isl, osl=osl, gemm_quant_mode="fp8", batch_size=c, tp=tp,
+                   pp=1, attention_dp=None, moe_tp=None, moe_ep=None, ttft_ms=1.0, tpot_ms=1.0)
+
+
+IMAX_2025 = "source_file=2026-04-06.csv; model=Llama-3.1-70B; measured=2025-10-29T00:00:00.000Z; wip=False"
+GAP = "source_file=/Users/x/aic-auto-gap-analysis/data/h200_sxm/vllm/0.12.0/m.csv; silicon_concurrency=4"
+
+
+def test_by_source_protocol_takes_inferencemax_rows_as_inferencemax_ran_them():
+    """--protocol by-source: InferenceMAX rows get its client (10C prompts, lengths uniform
+    in [0.8 L, L], no warm-up before 2026-01-13, 2C after) and its scripts' engine settings;
+    aiconfigurator's gap-analysis rows and rows without a source stay on aiperf."""
+    trt = _trt_point(IMAX_2025)
+    assert S.benchmark_of(trt) == "aiperf"  # the default protocol: aiperf for every row
+    assert S.benchmark_of(trt, "by-source") == "inferencemax"
+    assert S.benchmark_of(_vllm_point(GAP), "by-source") == "aiperf"
+    assert S.benchmark_of(_vllm_point(""), "by-source") == "aiperf"
+    sc, plan = S.scenario_for(trt, protocol="by-source")
+    assert sc["workload"] == {"type": "closed_loop", "concurrency": 4, "num_requests": 40, "warmup_requests": 0,
+                              "drain_after_warmup": True, "isl": {"dist": "uniform", "low": 819, "high": 1024},
+                              "osl": {"dist": "uniform", "low": 819, "high": 1024}}
+    assert (plan.warmup, plan.measured_rounds, plan.burst_weight) == (0, 10, pytest.approx(0.1))
+    st = sc["clients"][0]["stage"]
+    # 70b_fp8_h200_trt_slurm.sh: max_num_tokens 16384, fp8 KV, batch waiting for 1k/1k below TP 8
+    assert st["max_num_batched_tokens"] == 16384 and st["precision"]["kv_cache"] == "fp8"
+    assert st["batching"] == {"type": "guaranteed_no_evict", "enable_chunked_prefill": False,
+                              "batch_wait_timeout_iters": 20, "batch_wait_max_tokens_ratio": 0.9}
+    assert st["max_num_seqs"] == 4 and st["prefix_caching"] is False
+    tp8 = S.scenario_for(_trt_point(IMAX_2025, tp=8), protocol="by-source")[0]["clients"][0]["stage"]
+    assert "batch_wait_timeout_iters" not in tp8["batching"]
+    # gpt-oss: max_num_tokens 20000, free_gpu_memory_fraction 0.85; 2C warm-ups from 2026-01-13
+    oss = _trt_point("source_file=2026-03-25.csv; measured=2026-01-28T06:18:44Z; image=x",
+                     model="openai/gpt-oss-120b", isl=8192, osl=1024, tp=1, c=8)
+    sc, plan = S.scenario_for(oss, protocol="by-source")
+    st = sc["clients"][0]["stage"]
+    assert (st["max_num_batched_tokens"], st["kv_cache_free_memory_fraction"]) == (20000, 0.85)
+    assert (plan.warmup, plan.num_requests) == (16, 96) and sc["workload"]["isl"]["low"] == 6553
+    # vLLM (70b_fp8_h200_slurm.sh): 8192-token budget, fp8 KV, --max-num-seqs C
+    st = S.scenario_for(_vllm_point(IMAX_2025), protocol="by-source")[0]["clients"][0]["stage"]
+    assert (st["max_num_batched_tokens"], st["precision"]["kv_cache"], st["max_num_seqs"]) == (8192, "fp8", 4)
+    # a long InferenceMAX point runs 3 of its 10 rounds, the burst weighted 1/10
+    long = S.inferencemax_plan(_trt_point(IMAX_2025, isl=1024, osl=8192, c=128))
+    assert (long.warmup, long.measured_rounds, long.burst_weight) == (0, 3, pytest.approx(0.1))

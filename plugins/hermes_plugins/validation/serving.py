@@ -528,12 +528,14 @@ class Plan:
     """How one point is simulated: ``warmup`` requests (drained before the rest start),
     then ``measured_rounds`` rounds of ``concurrency`` requests. ``burst_weight`` is the
     weight of the first measured round (the burst that starts the measured phase) in the
-    means: ``1 / 20`` as in the benchmark; when fewer rounds are simulated, the other
-    rounds stand for the remaining 19 of 20."""
+    means: ``1 / benchmark_rounds`` as in the benchmark (aiperf: 20); when fewer rounds are
+    simulated, the other rounds stand for the remaining ones."""
 
     concurrency: int
     warmup: int
     measured_rounds: int
+    #: Rounds of ``concurrency`` requests the benchmark itself measured.
+    benchmark_rounds: int = 20
 
     @property
     def num_requests(self) -> int:
@@ -541,7 +543,7 @@ class Plan:
 
     @property
     def burst_weight(self) -> float:
-        return 1.0 / MEASURED_ROUNDS
+        return 1.0 / self.benchmark_rounds
 
 
 def plan_for(concurrency: int, osl: int, rounds: int | None = None) -> Plan:
@@ -578,21 +580,112 @@ def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]
     return dev
 
 
+#: ``--protocol`` choices: ``aiperf`` simulates every row as aiconfigurator's own benchmark
+#: (:func:`plan_for`); ``by-source`` takes the rows whose ``silicon_data_source`` does not
+#: name aiconfigurator's gap analysis as InferenceMAX (SemiAnalysisAI/InferenceX) runs
+#: (:func:`benchmark_of`).
+PROTOCOLS = ("aiperf", "by-source")
+
+#: InferenceMAX's client (InferenceX ``benchmarks/benchmark_lib.sh`` and the per-model
+#: scripts it calls, SemiAnalysisAI/InferenceX @ 843c6254): vLLM's ``benchmark_serving.py``
+#: with ``--dataset-name random --random-range-ratio 0.8 --num-prompts 10C
+#: --max-concurrency C --request-rate inf --ignore-eos``. Its random dataset draws each
+#: prompt and output length uniformly from ``[int(0.8 L), L]`` (``sample_random_requests``),
+#: so the closed-loop clients do not stay in step as they do with aiperf's fixed lengths.
+#: From 2026-01-13 (commit 36141886d, upstream ``benchmark_serving.py`` with
+#: ``--num-warmups 2C``) 2C warm-up requests run and finish before the measured ones.
+INFERENCEMAX_RANGE_RATIO = 0.8
+INFERENCEMAX_ROUNDS = 10
+INFERENCEMAX_WARMUP_SINCE = datetime.date(2026, 1, 13)
+
+
+def benchmark_of(p: Point, protocol: str = "aiperf") -> str:
+    """``"aiperf"`` or ``"inferencemax"``: the client a row is simulated with under
+    ``protocol`` (:data:`PROTOCOLS`). Under ``by-source`` a row whose
+    ``silicon_data_source`` is empty or names aiconfigurator's gap analysis
+    (``aic-auto-gap-analysis``, ``*-gap-analysis.csv``) is an aiperf run; every other
+    source (InferenceMAX's result files ``source_file=YYYY-MM-DD.csv`` and database dumps
+    with their ``workflow_run_id``) is an InferenceMAX run. The evidence: their grids are
+    InferenceMAX's (1k/1k, 1k/8k, 8k/1k; 4-64 or 128 clients; TP 1-8), their images are its
+    images (``nvcr.io#nvidia/...``), and the TensorRT-LLM Llama-3.1-70B 1k/1k rows at TP < 8
+    carry the 20-step batch wait that only InferenceMAX's script sets for exactly those
+    runs (:func:`inferencemax_stage`)."""
+    if protocol == "aiperf":
+        return "aiperf"
+    src = p.raw.get("silicon_data_source", "")
+    return "aiperf" if not src.strip() or "gap-analysis" in src else "inferencemax"
+
+
+def inferencemax_plan(p: Point, rounds: int | None = None) -> Plan:
+    """The :class:`Plan` of an InferenceMAX row: 2C warm-up requests for rows measured from
+    :data:`INFERENCEMAX_WARMUP_SINCE` (none before), then :data:`INFERENCEMAX_ROUNDS` rounds
+    of C, or :data:`SHORT_ROUNDS` when ``(warm-up + 10C) x osl`` exceeds
+    :data:`SEQUENCE_STEP_BUDGET`; ``rounds`` forces the number."""
+    C = p.batch_size
+    day = measured_date(p)
+    warm = WARMUP_ROUNDS * C if day is not None and day >= INFERENCEMAX_WARMUP_SINCE else 0
+    if rounds is None:
+        full = (warm + INFERENCEMAX_ROUNDS * C) * p.osl <= SEQUENCE_STEP_BUDGET
+        rounds = INFERENCEMAX_ROUNDS if full else SHORT_ROUNDS
+    return Plan(C, warm, rounds, INFERENCEMAX_ROUNDS)
+
+
+def inferencemax_stage(p: Point) -> dict[str, Any]:
+    """The ``llm_serving`` settings of an InferenceMAX row, from the InferenceX script that
+    ran it (SemiAnalysisAI/InferenceX, at the row's measured date):
+
+    * vLLM (``70b_fp8_h200_slurm.sh``, ``gptoss_fp4_h200*.sh``, ``minimaxm2.5_fp8_h200.sh``):
+      ``--max-num-seqs C``, ``max-num-batched-tokens 8192`` (MiniMax: vLLM's default, the
+      same), ``no-enable-prefix-caching``, ``--gpu-memory-utilization 0.9`` (MiniMax 0.95),
+      ``kv-cache-dtype fp8`` for Llama-3.3-70B-FP8;
+    * TensorRT-LLM (``70b_fp8_h200_trt_slurm.sh``, ``gptoss_fp4_h200_trt*.sh``): no chunked
+      prefill (the LLM API default), ``max_num_tokens`` 16384 (Llama) or 20000 (gpt-oss),
+      gpt-oss ``--max_batch_size C`` and ``free_gpu_memory_fraction 0.85``, and for
+      Llama 1k/1k below TP 8 ``batch_wait_timeout_iters 20``,
+      ``batch_wait_max_tokens_ratio 0.9`` (see :class:`GuaranteedNoEvictConfig`).
+
+    Rows of other models or backends keep :data:`ENGINES`' settings."""
+    C = p.batch_size
+    st: dict[str, Any] = {"max_num_seqs": C, "prefix_caching": False,
+                          "max_model_len": p.isl + p.osl + 256}
+    if p.backend == "vllm":
+        st["max_num_batched_tokens"] = 8192
+        if p.model_path == "MiniMaxAI/MiniMax-M2.5":
+            st["gpu_memory_utilization"] = 0.95
+        if p.model_path == "meta-llama/Llama-3.1-70B":
+            st["kv_cache"] = "fp8"
+    elif p.backend == "trtllm":
+        batching: dict[str, Any] = {"type": "guaranteed_no_evict", "enable_chunked_prefill": False}
+        if p.model_path == "meta-llama/Llama-3.1-70B":
+            st["max_num_batched_tokens"] = 16384
+            if p.isl == 1024 and p.osl == 1024 and (p.tp or 1) < 8:
+                batching.update(batch_wait_timeout_iters=20, batch_wait_max_tokens_ratio=0.9)
+        else:
+            st["max_num_batched_tokens"] = 20000
+            st["kv_cache_free_memory_fraction"] = 0.85
+        st["batching"] = batching
+    return st
+
+
 def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigurator",
                  kv: str = "auto", prompt_reuse: bool = False,
-                 tables: dict[str, str] | None = None) -> tuple[dict[str, Any], Plan]:
+                 tables: dict[str, str] | None = None, protocol: str = "aiperf") -> tuple[dict[str, Any], Plan]:
     """``(scenario dict, plan)`` for a supported row, with the engine limits ``limits`` (one
     of :data:`ENGINE_LIMITS`), KV-cache dtype ``kv`` (one of :data:`KV_CACHE_DTYPES`) and
     ``rounds`` measured rounds (default :func:`plan_for`). ``prompt_reuse``: the clients
     draw their prompts from aiperf's :data:`DATASET_ENTRIES` default dataset entries and the
     engine runs its default prefix caching (:attr:`EngineProfile.prefix_caching`); off
     (default), every request has a prompt of its own. ``tables``: measured operator tables
-    per backend (:func:`device_for`)."""
+    per backend (:func:`device_for`). ``protocol`` (:data:`PROTOCOLS`): an InferenceMAX row
+    (:func:`benchmark_of`) gets that benchmark's client (:func:`inferencemax_plan`, lengths
+    uniform in ``[0.8 L, L]``) and its script's engine settings (:func:`inferencemax_stage`,
+    which take precedence over ``limits`` and ``kv``)."""
     eng = ENGINES[p.backend]
     C = p.batch_size
-    plan = plan_for(C, p.osl, rounds)
+    imax = benchmark_of(p, protocol) == "inferencemax"
+    plan = inferencemax_plan(p, rounds) if imax else plan_for(C, p.osl, rounds)
     weights = weight_precision(p)
-    return {
+    scenario = {
         "name": f"{p.id}",
         "seed": 0,
         "workload": {"type": "closed_loop", "concurrency": C, "isl": p.isl, "osl": p.osl,
@@ -625,21 +718,36 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "batching": dict(eng.batching),
             },
         }],
-    }, plan
+    }
+    if imax:
+        low = lambda n: max(1, int(n * INFERENCEMAX_RANGE_RATIO))  # noqa: E731
+        scenario["workload"] = {
+            "type": "closed_loop", "concurrency": C, "num_requests": plan.num_requests,
+            "warmup_requests": plan.warmup, "drain_after_warmup": True,
+            "isl": {"dist": "uniform", "low": low(p.isl), "high": p.isl},
+            "osl": {"dist": "uniform", "low": low(p.osl), "high": p.osl}}
+        stage = scenario["clients"][0]["stage"]
+        over = inferencemax_stage(p)
+        if "kv_cache" in over:
+            stage["precision"]["kv_cache"] = over.pop("kv_cache")
+        stage.update(over)
+    return scenario, plan
 
 
 @dataclass(frozen=True)
 class Options:
     """How points are simulated: ``rounds`` measured rounds per point (``None``:
     :func:`plan_for`), engine ``limits`` (:data:`ENGINE_LIMITS`), KV-cache dtype ``kv``
-    (:data:`KV_CACHE_DTYPES`), ``prompt_reuse`` and measured operator ``tables`` as
-    ``(backend, path)`` pairs (see :func:`scenario_for`)."""
+    (:data:`KV_CACHE_DTYPES`), ``prompt_reuse``, measured operator ``tables`` as
+    ``(backend, path)`` pairs and the client ``protocol`` (:data:`PROTOCOLS`; see
+    :func:`scenario_for`)."""
 
     rounds: int | None = None
     limits: str = "aiconfigurator"
     kv: str = "auto"
     prompt_reuse: bool = False
     tables: tuple[tuple[str, str], ...] = ()
+    protocol: str = "aiperf"
 
 
 def simulate(p: Point, opts: Options = Options(), sources: dict | None = None) -> tuple[float, float]:
@@ -649,7 +757,8 @@ def simulate(p: Point, opts: Options = Options(), sources: dict | None = None) -
     {"measured": n, "modelled": n}}``; empty for the analytic ``gpu``). Raises
     :class:`HermesError` when the point cannot run (the model does not fit, requests are
     dropped)."""
-    scenario, plan = scenario_for(p, opts.rounds, opts.limits, opts.kv, opts.prompt_reuse, dict(opts.tables))
+    scenario, plan = scenario_for(p, opts.rounds, opts.limits, opts.kv, opts.prompt_reuse, dict(opts.tables),
+                                  opts.protocol)
     result = api.run(scenario)
     if sources is not None:
         for rep in result.summary["clients"]["engine"].values():
@@ -711,6 +820,7 @@ def _row(p: Point) -> dict[str, Any]:
         "ttft_measured": p.ttft_ms, "ttft_predicted": None, "ttft_ape": None,
         "tpot_measured": p.tpot_ms, "tpot_predicted": None, "tpot_ape": None,
         "status": "simulated", "reason": "", "wall_s": None, "device": "", "measured_operators": "",
+        "benchmark": "",
     }
 
 
@@ -725,6 +835,7 @@ def validate_point(p: Point, opts: Options = Options()) -> dict[str, Any]:
         t0 = time.perf_counter()
         sources: dict = {}
         row["device"] = device_for(p, dict(opts.tables))["type"]
+        row["benchmark"] = benchmark_of(p, opts.protocol)
         try:
             ttft, tpot = simulate(p, opts, sources)
         except CapacityError as exc:
@@ -848,6 +959,11 @@ measured rounds of every point. The file does not record whether prompts repeate
 default every request has a distinct prompt; --prompt-reuse draws them from aiperf's 100
 default dataset entries, with each engine's default prefix caching.
 
+--protocol by-source simulates the rows that come from InferenceMAX's result files (the
+silicon_data_source of the rest names aiconfigurator's gap analysis) as InferenceMAX ran
+them: vLLM's benchmark_serving with 10C prompts, lengths uniform in [0.8 L, L], 2C warm-ups
+from 2026-01-13, and the engine settings of its scripts (see docs/performance-model.md).
+
 --device-tables BACKEND=PATH prices that backend's rows on the gpu_profiled device: the
 operators PATH's aiconfigurator tables measured (e.g. the fused MoE layer of the same
 engine on the same GPU), the analytic model for the rest; the CSV's measured_operators
@@ -883,11 +999,15 @@ column says, per operator kind, how many came from the tables.
               help="Price BACKEND's rows from the aiconfigurator operator tables in PATH (a "
                    "directory or file; gpu_profiled device, the analytic model outside the "
                    "tables). Repeatable, one per backend.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="aiperf", show_default=True,
+              help="Benchmark client simulated: aiperf (aiconfigurator's, every row) or "
+                   "by-source (rows from InferenceMAX's result files with InferenceMAX's "
+                   "client and its scripts' engine settings; the rest with aiperf).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Points simulated in parallel processes (default: the CPUs available).")
 def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path,
                     rounds: int | None, engine_limits: str, kv_choice: str, prompt_reuse: bool,
-                    device_tables: tuple[str, ...], jobs: int | None) -> None:
+                    device_tables: tuple[str, ...], protocol: str, jobs: int | None) -> None:
     tables = parse_device_tables(device_tables)
     points = read_points(file)
     flt = parse_filters(file, filters, points[0].raw.keys())
@@ -904,7 +1024,7 @@ def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path
     with bar:
         task = bar.add_task("points", total=len(points), label="")
         rows, unsupported = validate_points(
-            points, Options(rounds, engine_limits, kv_choice, prompt_reuse, tables), jobs or _cpus(),
+            points, Options(rounds, engine_limits, kv_choice, prompt_reuse, tables, protocol), jobs or _cpus(),
             progress=lambda p: bar.update(task, advance=1, label=p.id[:60]),
         )
     wall = time.perf_counter() - t0
