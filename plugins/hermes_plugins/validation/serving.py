@@ -644,7 +644,9 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
       Llama 1k/1k below TP 8 ``batch_wait_timeout_iters 20``,
       ``batch_wait_max_tokens_ratio 0.9`` (see :class:`GuaranteedNoEvictConfig`).
 
-    Rows of other models or backends keep :data:`ENGINES`' settings."""
+    Every row: ``max_model_len`` ``isl + osl + 256`` (the scripts' ``isl + osl + 20`` to
+    ``+ 256``). ``kv_cache`` is the precision's KV-cache dtype. Settings the scripts leave
+    at the engine's default keep :data:`ENGINES`' values."""
     C = p.batch_size
     st: dict[str, Any] = {"max_num_seqs": C, "prefix_caching": False,
                           "max_model_len": p.isl + p.osl + 256}
@@ -685,13 +687,20 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
     imax = benchmark_of(p, protocol) == "inferencemax"
     plan = inferencemax_plan(p, rounds) if imax else plan_for(C, p.osl, rounds)
     weights = weight_precision(p)
+    over = inferencemax_stage(p) if imax else {}
+    if imax:  # InferenceMAX's random dataset: lengths uniform in [int(0.8 L), L]
+        lengths = {k: {"dist": "uniform", "low": max(1, int(n * INFERENCEMAX_RANGE_RATIO)), "high": n}
+                   for k, n in (("isl", p.isl), ("osl", p.osl))}
+    else:
+        lengths = {"isl": p.isl, "osl": p.osl}
+    reuse = prompt_reuse and not imax
     scenario = {
         "name": f"{p.id}",
         "seed": 0,
-        "workload": {"type": "closed_loop", "concurrency": C, "isl": p.isl, "osl": p.osl,
+        "workload": {"type": "closed_loop", "concurrency": C, **lengths,
                      "num_requests": plan.num_requests, "warmup_requests": plan.warmup,
                      "drain_after_warmup": True,
-                     **({"num_prompts": DATASET_ENTRIES, "prompt_sampling": "shuffle"} if prompt_reuse else {})},
+                     **({"num_prompts": DATASET_ENTRIES, "prompt_sampling": "shuffle"} if reuse else {})},
         "clients": [{
             "name": "engine",
             "device": device_for(p, tables),
@@ -699,7 +708,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "type": "llm_serving",
                 "model": MODELS[p.model_path],
                 "precision": {"weights": weights, "activations": "bf16",
-                              "kv_cache": kv_cache_dtype(p.backend, weights, kv)},
+                              "kv_cache": over.pop("kv_cache", None) or kv_cache_dtype(p.backend, weights, kv)},
                 "parallelism": {"tp": p.tp, "pp": p.pp or 1,
                                 **({"ep": p.moe_ep} if (p.moe_ep or 1) > 1 and _is_moe(MODELS[p.model_path]) else {})},
                 "max_num_seqs": max(eng.max_num_seqs, C),
@@ -714,23 +723,12 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "step_overhead_us": HOST_TIME[p.backend][0],
                 "seq_overhead_us": HOST_TIME[p.backend][1],
                 "overlap_host": overlaps_host(p),
-                "prefix_caching": prompt_reuse and eng.prefix_caching,
+                "prefix_caching": reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
+                **over,  # InferenceMAX's script settings replace the aiconfigurator ones
             },
         }],
     }
-    if imax:
-        low = lambda n: max(1, int(n * INFERENCEMAX_RANGE_RATIO))  # noqa: E731
-        scenario["workload"] = {
-            "type": "closed_loop", "concurrency": C, "num_requests": plan.num_requests,
-            "warmup_requests": plan.warmup, "drain_after_warmup": True,
-            "isl": {"dist": "uniform", "low": low(p.isl), "high": p.isl},
-            "osl": {"dist": "uniform", "low": low(p.osl), "high": p.osl}}
-        stage = scenario["clients"][0]["stage"]
-        over = inferencemax_stage(p)
-        if "kv_cache" in over:
-            stage["precision"]["kv_cache"] = over.pop("kv_cache")
-        stage.update(over)
     return scenario, plan
 
 
