@@ -34,6 +34,17 @@ writes the ``"moe_mxfp4"`` section. Its default table is the one shipped with he
 
     python benchmarks/fit_moe_efficiency.py --mxfp4
 
+With ``--marlin`` it fits ``moe_compute_marlin`` (and its token block), the factors of the
+Marlin W4A16 fused-MoE kernels (vLLM ``MarlinExperts``, which an engine runs for MXFP4
+experts with ``VLLM_MXFP4_USE_MARLIN=1``), on the MXFP4 Marlin rows of its table and checks
+them on the table's other Marlin shape (4-bit integer weights, ``int4_wo``, priced as the
+same W4A16 kernel), writing the ``"moe_marlin"`` section. Its default table is the one
+shipped with hermes (``data/aiconfigurator_h200/vllm_0.24.0``: vLLM 0.24.0's Marlin rows on
+H200, hidden 3584 / inter 3072 / 896 experts / top-16 MXFP4 and hidden 7168 / inter 2048 /
+384 experts / top-8 int4, moe_tp 1-32)::
+
+    python benchmarks/fit_moe_efficiency.py --marlin
+
 Needs pyarrow for parquet tables (``pip install "hermes-sim[parquet]"``).
 """
 
@@ -57,6 +68,7 @@ PRESET = "h200_sxm"
 DTYPES = ("bf16", "fp8_block")  # table moe_dtype: 16-bit and block-FP8 experts
 HELD_OUT = (4096, 1536, 128, 8)  # Qwen3-235B-A22B: hidden, inter, experts, top-k
 MXFP4_TABLES = [DATA / "aiconfigurator_h200" / "vllm_0.18.0"]
+MARLIN_TABLES = [DATA / "aiconfigurator_h200" / "vllm_0.24.0"]
 DISTRIBUTION = "power_law_1.01"  # the routing the tables prefer (aiconfigurator's default)
 
 
@@ -152,12 +164,66 @@ def fit_mxfp4(tables: list[Path], out: Path) -> None:
     print(json.dumps({k: doc["moe_mxfp4"][k] for k in ("efficiency", "by_tokens")}, indent=1))
 
 
+def fit_marlin(tables: list[Path], out: Path) -> None:
+    """Fit ``moe_compute_marlin`` and ``moe_block_m_min_marlin`` on the ``w4a16_mxfp4``
+    Marlin rows of ``tables``, check them on the ``int4_wo`` Marlin rows (held out: another
+    expert shape and 4-bit format, the same W4A16 kernel, priced as MXFP4 weights) and write
+    the ``"moe_marlin"`` section of ``out``."""
+    rows = load(tables, ("w4a16_mxfp4", "int4_wo"))
+    marlin = np.array(["marlin" in str(k) for k in rows["kernel"]])
+    rows = {k: v[marlin] for k, v in rows.items()}
+    fit_sel = rows["dtype"] == "w4a16_mxfp4"
+    if not fit_sel.any():
+        raise SystemExit(f"no Marlin w4a16_mxfp4 rows with routing {DISTRIBUTION} in {', '.join(map(str, tables))}")
+    rows["dtype"] = np.full(len(fit_sel), "w4a16_mxfp4", dtype=object)  # both priced as W4A16 MXFP4
+    train = {k: v[fit_sel] for k, v in rows.items()}
+    test = {k: v[~fit_sel] for k, v in rows.items()}
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    base = {**doc.get("moe", {}).get("efficiency", {}), **doc.get("moe_mxfp4", {}).get("efficiency", {})}
+
+    def pred(part, x: float, block: int) -> np.ndarray:
+        gpu = make_gpu(PRESET, {**base, "moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block}, base="preset")
+        return predict_moe(gpu, Table("moe", part))
+
+    trials = []
+    for block in MOE_BLOCKS:
+        res = minimise(lambda v, b=block: log_err(pred(train, float(v[0]), b), train["latency_s"]), [0.3], [(0.02, 1.0)])
+        trials.append((res.fun, round(float(res.x[0]), 4), block))
+        print(f"  marlin block >= {block}: mean|log| {res.fun:.4f}  moe_compute_marlin {res.x[0]:.4f}")
+    _, x, block = min(trials)
+    buckets = [(1, 7), (8, 63), (64, 511), (512, 4095), (4096, 1 << 20)]
+    section = {
+        "efficiency": {"moe_compute_marlin": x, "moe_block_m_min_marlin": block},
+        "block_losses": {str(b): round(f, 4) for f, _, b in trials},
+        "source": f"fit on aiconfigurator H200 vLLM 0.24.0 Marlin fused-MoE rows ({', '.join(_rel(p) for p in tables)}; "
+                  "full table: aic-core/src/aiconfigurator_core/systems/data/h200_sxm/moe/vllm/0.24.0/moe_perf.parquet), "
+                  f"ai-dynamo/aiconfigurator @ 095f58a5, routing {DISTRIBUTION}, moe_launch_us from the moe section, "
+                  f"{datetime.date.today().isoformat()}",
+        "rows": int(fit_sel.sum()),
+        "errors": errors(pred(train, x, block), train["latency_s"]),
+        "by_tokens": by_bucket(pred(train, x, block), train["latency_s"], train["tokens"], buckets, "tokens"),
+        "held_out": {"shape": "hidden 7168, inter 2048, 384 experts, top-8, int4 weights (int4_wo)",
+                     "errors_on_it": errors(pred(test, x, block), test["latency_s"]) if len(test["tokens"]) else {"n": 0},
+                     "with_mxfp4_factors": errors(pred(test, base.get("moe_compute_mxfp4", 1.0),
+                                                      base.get("moe_block_m_min_mxfp4", 0)), test["latency_s"])
+                     if len(test["tokens"]) else {"n": 0}},
+    }
+    doc["moe_marlin"] = section
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
+    print(json.dumps({k: section[k] for k in ("efficiency", "errors", "by_tokens", "held_out")}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("tables", nargs="*", type=Path, help="moe_perf tables or directories (default: the shipped ones)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--mxfp4", action="store_true", help="fit moe_compute_mxfp4 on MXFP4 rows instead")
+    ap.add_argument("--marlin", action="store_true", help="fit moe_compute_marlin on Marlin rows instead")
     args = ap.parse_args()
+    if args.marlin:
+        fit_marlin(args.tables or MARLIN_TABLES, args.out)
+        return
     if args.mxfp4:
         fit_mxfp4(args.tables or MXFP4_TABLES, args.out)
         return

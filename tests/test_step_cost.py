@@ -5,6 +5,7 @@ Toy device: 100 TFLOP/s, 1 TB/s, efficiency 1, no launch cost. Tiny model: hidde
 Each operator's time is max(FLOP / 1e14, bytes / 1e12).
 """
 
+import numpy as np
 import pytest
 
 from hermes_core import ModelSpec, Topology
@@ -178,6 +179,43 @@ def test_mxfp4_experts_are_priced_at_their_own_precision():
     # one decode token routes to 2 experts of 3 * 256 * 512 weights in each of 2 layers
     expert_bytes = 2 * 2 * 3 * 256 * 512
     assert b16 - b4 == pytest.approx(expert_bytes * (2 - 4.25 / 8))
+
+
+def test_marlin_moe_kernel_prices_only_the_routed_experts_with_its_factor():
+    """``moe_kernel="marlin"``: the expert GEMMs take ``moe_compute_marlin``; the dense
+    operators and attention do not change. On a compute-bound prefill of 2048 tokens the
+    difference of the two steps is the difference of the two MoE layers' times."""
+    from hermes_plugins.devices import GPU, GPUConfig
+    from hermes_plugins.stages.step_cost import moe_layer_time
+
+    cfg = {**TINY_MODEL, "num_local_experts": 8, "num_experts_per_tok": 2}
+    spec = ModelSpec.from_hf_config(cfg, name="tiny-moe")
+    topo = Topology.single_switch(["d0"], 1e11, 0.0)
+    dev = GPU(GPUConfig(preset="h200_sxm", efficiency={"moe_compute_mxfp4": 0.4, "moe_compute_marlin": 0.1}))
+    args = (spec, dev, 1, 1, "bf16", "bf16", "bf16", topo, ["d0"], 2048, 64)
+    default, marlin = StepCostModel(*args, experts="mxfp4"), StepCostModel(*args, experts="mxfp4", moe_kernel="marlin")
+    pairs = 2048 * 2049 / 2
+    t0, f0, _ = default.step(2048, 1, pairs, 2048, 2048, 0, 0, pf_n=1)
+    t1, f1, _ = marlin.step(2048, 1, pairs, 2048, 2048, 0, 0, pf_n=1)
+    T = np.array([2048.0])
+    per_layer = (moe_layer_time(dev, T, 256, 512, 8, 2, "mxfp4", kernel="marlin")[0]
+                 - moe_layer_time(dev, T, 256, 512, 8, 2, "mxfp4")[0])
+    assert per_layer > 0
+    assert t1 - t0 == pytest.approx(spec.layers * per_layer, rel=1e-9)
+    assert f1 == f0  # the same work, done by a slower kernel
+
+
+def test_moe_kernel_on_a_dense_model_is_refused():
+    from hermes_core import ConfigError, api
+
+    sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": 1, "isl": 8, "osl": 2, "num_requests": 1},
+          "clients": [{"name": "e", "device": {"type": "gpu", "preset": "h200_sxm"},
+                       "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "moe_kernel": "marlin"}}]}
+    with pytest.raises(ConfigError, match=r"clients\[0\]\.stage\.moe_kernel: llama-3.1-8b has no routed experts"):
+        api.run(sc)
+    sc["clients"][0]["stage"]["moe_kernel"] = "cutlass"
+    with pytest.raises(ConfigError, match=r"clients\[0\]\.stage\.moe_kernel: Input should be 'marlin'"):
+        api.run(sc)
 
 
 def test_block_fp8_checkpoint_adds_one_group_quant_kernel_per_converted_gemm():

@@ -59,6 +59,11 @@ from hermes_core.hardware import DTYPE_BYTES
 MiB = 2**20
 
 
+#: Fused-MoE kernel families a stage may ask for instead of the engine's default
+#: (``llm_serving`` field ``moe_kernel``): ``marlin``, the Marlin W4A16 kernels.
+MOE_KERNELS = ("marlin",)
+
+
 class GPUPreset(BaseModel):
     """Datasheet figures of one GPU model (units in field names). ``link_latency_us``:
     one-hop latency of the scale-up link; ``None`` takes the fitted default
@@ -137,7 +142,10 @@ class Efficiency(BaseModel):
     per batch (tuned configs: 16-64 rows), so an expert with ``m`` tokens computes
     ``clip(2^ceil(log2 m), moe_block_m_min, tile_m)`` rows, not a whole ``tile_m`` (0: always
     ``tile_m``); ``moe_block_m_min_mxfp4``: the same for MXFP4 experts (unset:
-    ``moe_block_m_min``).
+    ``moe_block_m_min``). ``moe_compute_marlin``, ``moe_block_m_min_marlin``: the same two for
+    the Marlin W4A16 fused-MoE kernels (vLLM ``MarlinExperts``: 4-bit weights dequantized to
+    BF16 in registers), which an engine runs instead of its default kernel when asked (vLLM
+    ``VLLM_MXFP4_USE_MARLIN=1``; stage field ``moe_kernel: marlin``); unset: the MXFP4 ones.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -161,6 +169,8 @@ class Efficiency(BaseModel):
     moe_compute_mxfp4: float | None = Field(None, gt=0, le=1)
     moe_block_m_min: int = Field(0, ge=0)
     moe_block_m_min_mxfp4: int | None = Field(None, ge=0)
+    moe_compute_marlin: float | None = Field(None, gt=0, le=1)
+    moe_block_m_min_marlin: int | None = Field(None, ge=0)
     source: str = "hermes default"
 
 
@@ -190,11 +200,12 @@ def _fit_file(name: str) -> dict:
 def fitted_efficiency(name: str = "h100_sxm") -> Efficiency:
     """Efficiency factors fitted on measured kernels, from ``data/efficiency_<name>.json``
     (written by ``benchmarks/fit_gpu_efficiency.py``; its ``"moe"`` section, the MoE
-    factors, by ``benchmarks/fit_moe_efficiency.py``, and ``"moe_mxfp4"`` by
-    ``benchmarks/fit_moe_efficiency.py --mxfp4``); hermes defaults if absent."""
+    factors, by ``benchmarks/fit_moe_efficiency.py``, ``"moe_mxfp4"`` by
+    ``benchmarks/fit_moe_efficiency.py --mxfp4`` and ``"moe_marlin"`` by ``... --marlin``);
+    hermes defaults if absent."""
     doc = _fit_file(name)
     eff = dict(doc.get("efficiency", {}))
-    for section, label in (("moe", "MoE"), ("moe_mxfp4", "MXFP4 MoE")):
+    for section, label in (("moe", "MoE"), ("moe_mxfp4", "MXFP4 MoE"), ("moe_marlin", "Marlin MoE")):
         part = doc.get(section, {}).get("efficiency", {})
         if part:
             eff.update(part)
@@ -282,18 +293,26 @@ class GPU(HardwareNode):
                 f"{self.name} has no {dtype} peak; available: {', '.join(sorted(self._peaks))}"
             ) from None
 
-    def grouped_gemm_time(self, m, n, k, dtype: str):
+    def grouped_gemm_time(self, m, n, k, dtype: str, kernel: str | None = None):
         """One grouped expert GEMM (all active experts' ``[m, k] x [k, n_e]`` in one launch,
         ``m`` tokens per expert, ``n`` the experts' summed width): :meth:`gemm_time` with the
         compute rate scaled by ``moe_compute`` and each expert's tokens padded to the kernel's
         token block, ``clip(2^ceil(log2 m), moe_block_m_min, tile_m)`` (``moe_block_m_min =
         0``: ``tile_m``); for ``dtype == "mxfp4"`` the ``*_mxfp4`` fields where set.
-        Plus, per MoE layer, :attr:`moe_launch_s`."""
+        ``kernel`` (one of :data:`MOE_KERNELS`) names a kernel family other than the
+        engine's default: ``"marlin"`` takes the ``*_marlin`` fields where set (else the
+        MXFP4 ones). Plus, per MoE layer, :attr:`moe_launch_s`. Raises ``ValueError`` for an
+        unknown ``kernel``."""
         e = self.eff
         scale, low = e.moe_compute, e.moe_block_m_min
-        if dtype == "mxfp4":
+        if dtype == "mxfp4" or kernel == "marlin":
             scale = e.moe_compute if e.moe_compute_mxfp4 is None else e.moe_compute_mxfp4
             low = e.moe_block_m_min if e.moe_block_m_min_mxfp4 is None else e.moe_block_m_min_mxfp4
+        if kernel == "marlin":
+            scale = scale if e.moe_compute_marlin is None else e.moe_compute_marlin
+            low = low if e.moe_block_m_min_marlin is None else e.moe_block_m_min_marlin
+        elif kernel is not None:
+            raise ValueError(f"unknown MoE kernel {kernel!r}; allowed: {', '.join(MOE_KERNELS)}")
         block = None
         if low and e.tile_m:
             mm = np.maximum(np.asarray(m, dtype=float), 1.0)

@@ -441,10 +441,10 @@ class ProfiledGPU(HardwareNode):
         self._count(kind, measured.sum(), (active & ~measured).sum())
         return out.reshape(arrs[0].shape)
 
-    def grouped_gemm_time(self, m, n, k, dtype: str):
+    def grouped_gemm_time(self, m, n, k, dtype: str, kernel: str | None = None):
         """The model's grouped expert GEMM (:meth:`~hermes_plugins.devices.GPU.
         grouped_gemm_time`): the dense GEMM table does not measure the fused MoE kernel."""
-        return self.model.grouped_gemm_time(m, n, k, dtype)
+        return self.model.grouped_gemm_time(m, n, k, dtype, kernel)
 
     @property
     def moe_launch_s(self) -> float:

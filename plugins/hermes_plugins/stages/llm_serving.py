@@ -20,7 +20,7 @@ the whole cache) or ``prompt_exceeds_token_budget`` (policies without chunked pr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,6 +32,7 @@ from hermes_core.engine import PRIORITY_COMPLETION, PRIORITY_DEFAULT
 from hermes_core.hardware import DTYPE_BYTES
 from hermes_core.plugins import model_path
 
+from ..devices import MOE_KERNELS
 from .step_cost import StepCostModel, window_sums
 
 GiB = 2**30
@@ -87,6 +88,10 @@ class LLMServingConfig(BaseModel):
     false): whether the host prepares the next step while the GPU runs the current one
     (TensorRT-LLM's and SGLang's overlap schedulers, vLLM's ``--async-scheduling``), so a step
     lasts ``max(device, host)``, or runs between steps (vLLM V1 default), ``device + host``;
+    ``moe_kernel`` (default unset: the engine's default fused-MoE kernel for the expert
+    precision): ``marlin`` prices the routed experts with the Marlin W4A16 kernels' fitted
+    efficiency (vLLM ``VLLM_MXFP4_USE_MARLIN=1``; see :data:`~hermes_plugins.devices.MOE_KERNELS`),
+    MoE models only;
     ``prefix_caching`` (default false): automatic prefix caching (vLLM
     ``--enable-prefix-caching``, SGLang's radix cache, TensorRT-LLM ``enable_block_reuse``):
     prompt blocks named by :attr:`Request.hash_ids` are looked up when a request arrives and
@@ -109,6 +114,7 @@ class LLMServingConfig(BaseModel):
     step_overhead_us: float = Field(0.0, ge=0)
     seq_overhead_us: float = Field(0.0, ge=0)
     overlap_host: bool = False
+    moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
     batching: dict[str, Any] = Field(default_factory=lambda: {"type": "chunked_prefill"})
 
@@ -153,6 +159,9 @@ class LLMServing(Stage):
                                          source=comp.source if comp else str(path))
         tp, pp, ep = config.parallelism.tp, config.parallelism.pp, config.parallelism.ep
         self.model.check_parallelism(tp, pp, f"{where}.parallelism", ep)
+        if config.moe_kernel is not None and not self.model.is_moe:
+            raise ConfigError(f"{where}.moe_kernel: {self.model.name} has no routed experts; "
+                              "moe_kernel applies to MoE models only")
         prec = config.precision
         dev = ctx.devices[0]
         self.expert_precision = (prec.experts or self.model.expert_weights or prec.weights) if self.model.is_moe else None
@@ -209,7 +218,7 @@ class LLMServing(Stage):
         self.cost = StepCostModel(
             self.model, dev, tp, pp, prec.weights, prec.activations, prec.kv_cache, ctx.topology,
             ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
-            experts=self.expert_precision, ep=ep,
+            experts=self.expert_precision, ep=ep, moe_kernel=config.moe_kernel,
         )
         self._window = self.model.sliding_window if self.model.sliding_layers else 0
         self._overhead = config.step_overhead_us * 1e-6

@@ -42,6 +42,7 @@ nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -62,6 +63,11 @@ class StepCostModel:
         weights, activations, kv_cache: precisions (``"bf16"``, ``"fp8"``, ...).
         experts: precision of the routed experts' weights (``"mxfp4"`` for gpt-oss);
             ``None``: ``weights``.
+        ep: expert-parallel degree of the routed experts within ``tp``.
+        moe_kernel: fused-MoE kernel family other than the engine's default
+            (:data:`hermes_plugins.devices.MOE_KERNELS`, e.g. ``"marlin"``); ``None``: the
+            default. A device's measured MoE table is not used when it is set (the tables
+            measure the default kernel).
         topology, device_names: interconnect and the replica's device node names, in
             ``[stage0: tp devices][stage1: ...]`` order.
         max_tokens: largest T to tabulate (max_num_batched_tokens).
@@ -73,8 +79,9 @@ class StepCostModel:
     def __init__(self, model: ModelSpec, device: HardwareNode, tp: int, pp: int,
                  weights: str, activations: str, kv_cache: str, topology: Topology,
                  device_names: list[str], max_tokens: int, max_seqs: int, experts: str | None = None,
-                 ep: int = 1):
+                 ep: int = 1, moe_kernel: str | None = None):
         self.model, self.device, self.tp, self.pp = model, device, tp, pp
+        self.moe_kernel = moe_kernel
         self.wdt, self.adt = weights, activations
         self.edt = experts or weights
         act_b = dtype_bytes(activations)
@@ -163,12 +170,13 @@ class StepCostModel:
         aiconfigurator ``moe_perf`` table) prices the token counts its table covers; the
         model prices the rest. With expert parallelism (``op.ep > 1``) a device runs its
         ``E / ep`` experts on the ``T k / ep`` expert slots routed to it on average (uniform
-        routing: no load imbalance across devices), always from the model."""
+        routing: no load imbalance across devices), always from the model; so are the layers
+        of a :attr:`moe_kernel` other than the default."""
         E, k = op.experts / op.ep, op.top_k / op.ep
         T = np.asarray(tokens, dtype=float)
         dev = self.device
-        t = moe_layer_time(dev, T, op.k, op.n, E, k, weights, act_b)
-        measured = getattr(dev, "moe_time", None) if op.ep == 1 else None
+        t = moe_layer_time(dev, T, op.k, op.n, E, k, weights, act_b, self.moe_kernel)
+        measured = getattr(dev, "moe_time", None) if op.ep == 1 and self.moe_kernel is None else None
         if measured is not None:
             mt, ok = measured(T, op.k, self.model.moe_intermediate, op.top_k, op.experts, self.tp, weights)
             t = np.where(ok, mt, t)
@@ -270,7 +278,7 @@ def window_sums(window: int, cached, new) -> tuple[float, float, float]:
 
 
 def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, experts: float, top_k: float,
-                   weights: str, act_bytes: float = 2.0) -> np.ndarray:
+                   weights: str, act_bytes: float = 2.0, kernel: str | None = None) -> np.ndarray:
     """Modelled time (s) of one MoE layer's routed experts on one device, at each token
     count of ``tokens`` (array): ``hidden`` model width, ``inter`` each expert's
     intermediate width on this device (after tensor parallelism), ``top_k`` of
@@ -286,13 +294,18 @@ def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, expert
     SM occupancy. The activation (SiLU and multiply) is a memory kernel over ``T k 3 inter``
     elements. A device with ``grouped_gemm_time`` (the ``gpu`` model, whose ``moe_compute``
     efficiency is fitted on measured fused-MoE kernels) prices the GEMMs with it and adds
-    its ``moe_launch_s`` (routing, sort and combine kernels) per layer; any other device
+    its ``moe_launch_s`` (routing, sort and combine kernels) per layer, with the factors of
+    ``kernel`` (:data:`hermes_plugins.devices.MOE_KERNELS`) when given; any other device
     prices them as plain GEMMs."""
     T = np.asarray(tokens, dtype=float)
     active = experts * (1.0 - (1.0 - top_k / experts) ** T)
     safe = np.maximum(active, 1e-9)
     m = np.ceil(T * top_k / safe)
-    gemm = getattr(device, "grouped_gemm_time", device.gemm_time)
+    gemm = getattr(device, "grouped_gemm_time", None)
+    if gemm is None:
+        gemm = device.gemm_time
+    elif kernel is not None:
+        gemm = functools.partial(gemm, kernel=kernel)
     grouped = gemm(m, safe * 2 * inter, hidden, weights) + gemm(m, safe * hidden, inter, weights)
     launch = getattr(device, "moe_launch_s", 0.0)
     return np.where(T > 0, grouped + device.memory_time(T * top_k * 3 * inter * act_bytes) + launch, 0.0)
