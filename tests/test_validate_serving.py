@@ -17,6 +17,7 @@ from hermes_core import ConfigError, api
 from hermes_plugins.validation import serving as S
 
 DATA = Path(__file__).parent / "data" / "aiconfigurator_silicon" / "silicon_sample_h200.csv"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -488,3 +489,80 @@ def test_by_source_protocol_takes_inferencemax_rows_as_inferencemax_ran_them():
     # a long InferenceMAX point runs 3 of its 10 rounds, the burst weighted 1/10
     long = S.inferencemax_plan(_trt_point(IMAX_2025, isl=1024, osl=8192, c=128))
     assert (long.warmup, long.measured_rounds, long.burst_weight) == (0, 3, pytest.approx(0.1))
+
+
+def test_by_source_gpt_oss_runs_the_scripts_moe_kernels_and_expert_parallelism():
+    """gpt-oss: TensorRT-LLM ran ``--ep_size`` = TP; vLLM ran Marlin MXFP4 experts from
+    2026-01-02 (``VLLM_MXFP4_USE_MARLIN=1``), the default Triton ones before."""
+    oss_trt = _trt_point(IMAX_2025, model="openai/gpt-oss-120b", tp=4)
+    st = S.scenario_for(oss_trt, protocol="by-source")[0]["clients"][0]["stage"]
+    assert st["parallelism"] == {"tp": 4, "pp": 1, "ep": 4} and "moe_kernel" not in st
+
+    def vllm_oss(measured):
+        p = dataclasses.replace(_vllm_point(f"source_file=2026-04-06.csv; measured={measured}T00:00:00Z"),
+                                model_path="openai/gpt-oss-120b", gemm_quant_mode="fp8")
+        return S.scenario_for(p, protocol="by-source")[0]["clients"][0]["stage"]
+
+    assert vllm_oss("2026-03-27")["moe_kernel"] == "marlin"
+    assert "moe_kernel" not in vllm_oss("2025-11-02")
+    assert "ep" not in vllm_oss("2026-03-27")["parallelism"]
+    # the default protocol keeps the aiconfigurator deployment: no script settings
+    assert "moe_kernel" not in S.scenario_for(dataclasses.replace(
+        _vllm_point("measured=2026-03-27"), model_path="openai/gpt-oss-120b"))[0]["clients"][0]["stage"]
+
+
+def test_marlin_moe_kernel_takes_its_own_fitted_factors():
+    """``kernel="marlin"``: the grouped expert GEMMs compute at ``moe_compute_marlin`` with
+    tokens padded to ``moe_block_m_min_marlin``; unset, the MXFP4 factors; an unknown kernel
+    is refused by name."""
+    from hermes_plugins.devices import GPU, GPUConfig
+
+    base = {"moe_compute": 0.02, "moe_compute_mxfp4": 0.04, "moe_block_m_min": 16, "moe_block_m_min_mxfp4": 16,
+            "moe_launch_us": 0.0, "tile_m": 64, "tile_n": 128, "gemm_roofline_sharpness": 0.0,
+            "gemm_occupancy_exponent": 0.0, "gemm_k_overhead": 0.0, "launch_us": 0.0}
+    n, k = 128 * 4096, 4096
+    dev = GPU(GPUConfig(preset="h200_sxm", efficiency={**base, "moe_compute_marlin": 0.01, "moe_block_m_min_marlin": 32}))
+    rate = dev.peak_flops("mxfp4") * dev.eff.gemm_compute
+    # m = 3 tokens per expert: 32 padded rows at 0.01 (Marlin), 16 rows at 0.04 (MXFP4 default)
+    assert dev.grouped_gemm_time(np.array([3.0]), n, k, "mxfp4", "marlin")[0] == pytest.approx(
+        2 * 32 * n * k / (rate * 0.01), rel=1e-9)
+    assert dev.grouped_gemm_time(np.array([3.0]), n, k, "mxfp4")[0] == pytest.approx(
+        2 * 16 * n * k / (rate * 0.04), rel=1e-9)
+    unset = GPU(GPUConfig(preset="h200_sxm", efficiency={**base, "moe_compute_marlin": None}))
+    assert unset.grouped_gemm_time(np.array([3.0]), n, k, "mxfp4", "marlin")[0] == pytest.approx(
+        unset.grouped_gemm_time(np.array([3.0]), n, k, "mxfp4")[0], rel=1e-12)
+    with pytest.raises(ValueError, match="unknown MoE kernel 'cutlass'; allowed: marlin"):
+        dev.grouped_gemm_time(np.array([3.0]), n, k, "mxfp4", "cutlass")
+
+
+def test_shipped_marlin_fit_holds_on_its_table_and_on_the_held_out_shape():
+    """The fitted Marlin factors against the shipped vLLM 0.24.0 H200 Marlin rows: the MXFP4
+    shape they were fitted on, and the int4 shape held out of the fit, which they predict
+    better than the default (Triton) MXFP4 factors do. At gpt-oss-120b prefill sizes the
+    Marlin layer is the slower one, as measured (0.24.0 Triton 1.34 ms vs the Marlin shape's
+    per-FLOP rate about half)."""
+    from hermes_plugins.calibration import Table, errors, load_aiconfigurator, make_gpu, predict_moe
+    from hermes_plugins.devices import fitted_efficiency
+    from hermes_plugins.stages.step_cost import moe_layer_time
+
+    eff = fitted_efficiency()
+    assert eff.moe_compute_marlin is not None and eff.moe_compute_marlin < eff.moe_compute_mxfp4
+    t = load_aiconfigurator([ROOT / "plugins/hermes_plugins/data/aiconfigurator_h200/vllm_0.24.0"])["moe"]
+    c = t.cols
+    keep = c["distribution"] == "power_law_1.01"
+    rows = {k: v[keep] for k, v in c.items()}
+    fit_shape = rows["dtype"] == "w4a16_mxfp4"
+    rows["dtype"] = np.full(len(fit_shape), "w4a16_mxfp4", dtype=object)  # both W4A16 Marlin
+    marlin = make_gpu("h200_sxm", {"moe_compute_mxfp4": eff.moe_compute_marlin,
+                                   "moe_block_m_min_mxfp4": eff.moe_block_m_min_marlin}, base="preset")
+    triton = make_gpu("h200_sxm", base="preset")
+    for sel, bound in ((fit_shape, 16.0), (~fit_shape, 20.0)):
+        part = Table("moe", {k: v[sel] for k, v in rows.items()})
+        m = errors(predict_moe(marlin, part), part.cols["latency_s"])["median_ape"]
+        d = errors(predict_moe(triton, part), part.cols["latency_s"])["median_ape"]
+        assert m < bound and m < d, (m, d)
+    dev = make_gpu("h200_sxm", base="preset")
+    tok = np.array([8192.0])
+    slow = moe_layer_time(dev, tok, 2880, 2880, 128, 4, "mxfp4", kernel="marlin")[0]
+    fast = moe_layer_time(dev, tok, 2880, 2880, 128, 4, "mxfp4")[0]
+    assert 1.5 < slow / fast < 2.5

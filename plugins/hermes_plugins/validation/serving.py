@@ -597,6 +597,10 @@ PROTOCOLS = ("aiperf", "by-source")
 INFERENCEMAX_RANGE_RATIO = 0.8
 INFERENCEMAX_ROUNDS = 10
 INFERENCEMAX_WARMUP_SINCE = datetime.date(2026, 1, 13)
+#: From 2026-01-02 (InferenceX commit 4e52ed4c6, PR #327, "Fix H100/H200 perf regression")
+#: InferenceMAX's gpt-oss H100/H200 vLLM scripts export ``VLLM_MXFP4_USE_MARLIN=1``: the
+#: MXFP4 experts run vLLM's Marlin W4A16 kernels instead of the default OpenAI Triton ones.
+INFERENCEMAX_MARLIN_SINCE = datetime.date(2026, 1, 2)
 
 
 def benchmark_of(p: Point, protocol: str = "aiperf") -> str:
@@ -637,10 +641,12 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
     * vLLM (``70b_fp8_h200_slurm.sh``, ``gptoss_fp4_h200*.sh``, ``minimaxm2.5_fp8_h200.sh``):
       ``--max-num-seqs C``, ``max-num-batched-tokens 8192`` (MiniMax: vLLM's default, the
       same), ``no-enable-prefix-caching``, ``--gpu-memory-utilization 0.9`` (MiniMax 0.95),
-      ``kv-cache-dtype fp8`` for Llama-3.3-70B-FP8;
+      ``kv-cache-dtype fp8`` for Llama-3.3-70B-FP8; gpt-oss rows measured from
+      :data:`INFERENCEMAX_MARLIN_SINCE` ``moe_kernel: marlin`` (``VLLM_MXFP4_USE_MARLIN=1``);
     * TensorRT-LLM (``70b_fp8_h200_trt_slurm.sh``, ``gptoss_fp4_h200_trt*.sh``): no chunked
       prefill (the LLM API default), ``max_num_tokens`` 16384 (Llama) or 20000 (gpt-oss),
-      gpt-oss ``--max_batch_size C`` and ``free_gpu_memory_fraction 0.85``, and for
+      gpt-oss ``--max_batch_size C``, ``free_gpu_memory_fraction 0.85`` and ``--ep_size``
+      equal to the TP degree (expert parallelism over the TP group, ``parallelism.ep``), and for
       Llama 1k/1k below TP 8 ``batch_wait_timeout_iters 20``,
       ``batch_wait_max_tokens_ratio 0.9`` (see :class:`GuaranteedNoEvictConfig`).
 
@@ -656,6 +662,9 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
             st["gpu_memory_utilization"] = 0.95
         if p.model_path == "meta-llama/Llama-3.1-70B":
             st["kv_cache"] = "fp8"
+        day = measured_date(p)
+        if p.model_path == "openai/gpt-oss-120b" and day is not None and day >= INFERENCEMAX_MARLIN_SINCE:
+            st["moe_kernel"] = "marlin"
     elif p.backend == "trtllm":
         batching: dict[str, Any] = {"type": "guaranteed_no_evict", "enable_chunked_prefill": False}
         if p.model_path == "meta-llama/Llama-3.1-70B":
@@ -665,6 +674,7 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
         else:
             st["max_num_batched_tokens"] = 20000
             st["kv_cache_free_memory_fraction"] = 0.85
+            st["parallelism"] = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}
         st["batching"] = batching
     return st
 
