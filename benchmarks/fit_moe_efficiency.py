@@ -125,6 +125,31 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+#: Token-count buckets of the per-kernel fits' reports.
+TOKEN_BUCKETS = [(1, 7), (8, 63), (64, 511), (512, 4095), (4096, 1 << 20)]
+
+
+def predict_w4(rows: dict[str, np.ndarray], base: dict, x: float, block: int) -> np.ndarray:
+    """Modelled seconds of ``rows`` (MXFP4-priced experts) with ``x`` and ``block`` as the
+    MXFP4 compute factor and token block, on top of ``base``."""
+    gpu = make_gpu(PRESET, {**base, "moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block}, base="preset")
+    return predict_moe(gpu, Table("moe", rows))
+
+
+def fit_w4(rows: dict[str, np.ndarray], base: dict, start: float, label: str) -> tuple[list, float, int]:
+    """``(trials, factor, block)``: the compute factor of ``rows``' kernel fitted once per
+    candidate token block (:data:`MOE_BLOCKS`, the kernels pick their own), the block with
+    the lowest mean ``|log error|`` kept; ``trials`` are ``(loss, factor, block)``."""
+    trials = []
+    for block in MOE_BLOCKS:
+        res = minimise(lambda v, b=block: log_err(predict_w4(rows, base, float(v[0]), b), rows["latency_s"]),
+                       [start], [(0.02, 1.0)])
+        trials.append((res.fun, round(float(res.x[0]), 4), block))
+        print(f"  {label} block >= {block}: mean|log| {res.fun:.4f}  moe_compute_{label} {res.x[0]:.4f}")
+    _, x, block = min(trials)
+    return trials, x, block
+
+
 def fit_mxfp4(tables: list[Path], out: Path) -> None:
     """Fit ``moe_compute_mxfp4`` on the ``w4a16_mxfp4`` rows of ``tables`` and write the
     ``"moe_mxfp4"`` section of ``out``."""
@@ -135,16 +160,10 @@ def fit_mxfp4(tables: list[Path], out: Path) -> None:
     base = dict(doc.get("moe", {}).get("efficiency", {}))
 
     def pred(x: float, block: int) -> np.ndarray:
-        gpu = make_gpu(PRESET, {**base, "moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block}, base="preset")
-        return predict_moe(gpu, Table("moe", rows))
+        return predict_w4(rows, base, x, block)
 
     meas = rows["latency_s"]
-    trials = []
-    for block in MOE_BLOCKS:  # the MXFP4 kernels pick their own token blocks
-        res = minimise(lambda v, b=block: log_err(pred(float(v[0]), b), meas), [0.5], [(0.02, 1.0)])
-        trials.append((res.fun, round(float(res.x[0]), 4), block))
-        print(f"  mxfp4 block >= {block}: mean|log| {res.fun:.4f}  moe_compute_mxfp4 {res.x[0]:.4f}")
-    _, x, block = min(trials)
+    trials, x, block = fit_w4(rows, base, 0.5, "mxfp4")
     after = report(rows, pred(x, block))
     doc["moe_mxfp4"] = {
         "efficiency": {"moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block},
@@ -156,8 +175,7 @@ def fit_mxfp4(tables: list[Path], out: Path) -> None:
         "rows": int(len(meas)),
         "errors": after,
         "errors_with_moe_compute": report(rows, pred(base.get("moe_compute", 1.0), base.get("moe_block_m_min", 0))),
-        "by_tokens": by_bucket(pred(x, block), meas, rows["tokens"], [(1, 7), (8, 63), (64, 511), (512, 4095), (4096, 1 << 20)],
-                               "tokens"),
+        "by_tokens": by_bucket(pred(x, block), meas, rows["tokens"], TOKEN_BUCKETS, "tokens"),
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
@@ -182,16 +200,9 @@ def fit_marlin(tables: list[Path], out: Path) -> None:
     base = {**doc.get("moe", {}).get("efficiency", {}), **doc.get("moe_mxfp4", {}).get("efficiency", {})}
 
     def pred(part, x: float, block: int) -> np.ndarray:
-        gpu = make_gpu(PRESET, {**base, "moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block}, base="preset")
-        return predict_moe(gpu, Table("moe", part))
+        return predict_w4(part, base, x, block)
 
-    trials = []
-    for block in MOE_BLOCKS:
-        res = minimise(lambda v, b=block: log_err(pred(train, float(v[0]), b), train["latency_s"]), [0.3], [(0.02, 1.0)])
-        trials.append((res.fun, round(float(res.x[0]), 4), block))
-        print(f"  marlin block >= {block}: mean|log| {res.fun:.4f}  moe_compute_marlin {res.x[0]:.4f}")
-    _, x, block = min(trials)
-    buckets = [(1, 7), (8, 63), (64, 511), (512, 4095), (4096, 1 << 20)]
+    trials, x, block = fit_w4(train, base, 0.3, "marlin")
     section = {
         "efficiency": {"moe_compute_marlin": x, "moe_block_m_min_marlin": block},
         "block_losses": {str(b): round(f, 4) for f, _, b in trials},
@@ -201,7 +212,7 @@ def fit_marlin(tables: list[Path], out: Path) -> None:
                   f"{datetime.date.today().isoformat()}",
         "rows": int(fit_sel.sum()),
         "errors": errors(pred(train, x, block), train["latency_s"]),
-        "by_tokens": by_bucket(pred(train, x, block), train["latency_s"], train["tokens"], buckets, "tokens"),
+        "by_tokens": by_bucket(pred(train, x, block), train["latency_s"], train["tokens"], TOKEN_BUCKETS, "tokens"),
         "held_out": {"shape": "hidden 7168, inter 2048, 384 experts, top-8, int4 weights (int4_wo)",
                      "errors_on_it": errors(pred(test, x, block), test["latency_s"]) if len(test["tokens"]) else {"n": 0},
                      "with_mxfp4_factors": errors(pred(test, base.get("moe_compute_mxfp4", 1.0),
