@@ -10,6 +10,11 @@ Rows used (the shapes LLM serving runs):
 
 * GEMM: ``kernel_source == torch.nn.functional.linear``, bf16, ``1 <= m <= 16384``,
   ``n >= 128``, ``k >= 128``.
+* FP8 GEMM: ``kernel_source == CutlassFP8ScaledMMLinearKernel`` (per-tensor FP8, dynamic
+  activation scale), ``1 <= m <= 16384``, ``512 <= n <= 51200``, ``1024 <= k <= 51200``:
+  only ``gemm_compute_fp8`` is fitted, every other GEMM field is the bf16 fit's, and the
+  call's activation quantization is priced as a memory kernel
+  (:func:`hermes_plugins.calibration.predict_gemm_fp8`).
 * Context and generation attention: FlashAttention 3 (``vllm_flash_attn_fa3``), bf16 KV
   cache, no sliding window (``window_size == 0``); all batch sizes, lengths, head counts
   and head dims in the table. Context rows prefill ``isl`` tokens per sequence with no
@@ -46,8 +51,8 @@ from pathlib import Path
 import numpy as np
 
 from hermes_plugins.calibration import (
-    HAND_SET_LINK, by_bucket, errors, fit_attention, fit_gemm, fit_link, fit_rows, load_aiconfigurator,
-    make_gpu, predict_allreduce, predict_attention, predict_gemm,
+    HAND_SET_LINK, by_bucket, errors, fit_attention, fit_gemm, fit_gemm_fp8, fit_link, fit_rows,
+    load_aiconfigurator, make_gpu, predict_allreduce, predict_attention, predict_gemm, predict_gemm_fp8,
 )
 from hermes_plugins.devices import Efficiency
 
@@ -72,7 +77,10 @@ SUBSET = {  # table: (rows, [(CSV column, hermes column)])
     "generation_attention": (200, [("batch_size", "batch"), ("step", "step"), ("num_heads", "heads"),
                                    ("num_key_value_heads", "kv_heads"), ("head_dim", "head_dim")]),
     "allreduce": (None, [("num_gpus", "num_gpus"), ("message_size", "nbytes")]),
+    "gemm_fp8": (200, [("m", "m"), ("n", "n"), ("k", "k")]),
 }
+#: Constant columns a subset file carries (the rows' dtype, so the file reads back as FP8).
+SUBSET_CONSTANT = {"gemm_fp8": {"gemm_dtype": "fp8"}}
 
 
 def write_subset(rows, out_dir: Path, seed: int = 0) -> None:
@@ -88,10 +96,11 @@ def write_subset(rows, out_dir: Path, seed: int = 0) -> None:
         idx = idx[order]
         with open(out_dir / f"{name}.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow([c for c, _ in cols] + ["latency"])
+            const = SUBSET_CONSTANT.get(name, {})
+            w.writerow([c for c, _ in cols] + list(const) + ["latency"])
             for i in idx:
                 vals = [int(t[h][i]) // 2 if c == "message_size" else int(t[h][i]) for c, h in cols]
-                w.writerow(vals + [repr(float(t["latency_ms"][i]))])
+                w.writerow(vals + list(const.values()) + [repr(float(t["latency_ms"][i]))])
         print(f"  wrote {out_dir / (name + '.csv')} ({len(idx)} rows)")
 
 
@@ -107,10 +116,13 @@ def main(argv=None) -> None:
 
     rows = load_rows(args.data)
     g, ctx, gen, ar = rows["gemm"], rows["context_attention"], rows["generation_attention"], rows["allreduce"]
-    print(f"rows: gemm {len(g)}, context attention {len(ctx)}, "
+    g8 = rows["gemm_fp8"]
+    print(f"rows: gemm {len(g)}, gemm fp8 {len(g8)}, context attention {len(ctx)}, "
           f"generation attention {len(gen)}, all-reduce {len(ar)}")
 
-    eff = {**fit_gemm(g, PRESET)[0], **fit_attention(ctx, gen, PRESET)}
+    eff = fit_gemm(g, PRESET)[0]
+    eff.update(fit_gemm_fp8(g8, PRESET, eff))
+    eff.update(fit_attention(ctx, gen, PRESET))
     link = fit_link(ar, PRESET)
     eff = {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in eff.items()}
     link = {k: round(float(v), 4) for k, v in link.items()}
@@ -120,6 +132,7 @@ def main(argv=None) -> None:
     gpu = make_gpu(PRESET, eff, link)
     ms = {k: t.cols["latency_s"] for k, t in rows.items()}
     p_g, p_c = predict_gemm(gpu, g), predict_attention(gpu, ctx, "prefill")
+    p_8 = predict_gemm_fp8(gpu, g8)
     p_d, p_a = predict_attention(gpu, gen, "decode"), predict_allreduce(gpu, ar)
     default_gpu = make_gpu(PRESET, {}, HAND_SET_LINK)
     gc, cc, dc, ac = g.cols, ctx.cols, gen.cols, ar.cols
@@ -131,6 +144,12 @@ def main(argv=None) -> None:
                           "by": {**by_bucket(p_g, ms["gemm"], gc["m"], [(1, 16), (17, 128), (129, 512), (513, 4096), (4097, 16384)], "m"),
                                  **by_bucket(p_g, ms["gemm"], np.minimum(gc["n"], gc["k"]),
                                              [(128, 512), (513, 2048), (2049, 65536)], "min(n,k)")}},
+            "gemm_fp8": {**errors(p_8, ms["gemm_fp8"]),
+                         "rows": "CutlassFP8ScaledMMLinearKernel (per-tensor FP8, dynamic activation scale), "
+                                 "1 <= m <= 16384, 512 <= n <= 51200, 1024 <= k <= 51200; "
+                                 "GEMM + activation quantization (5 bytes per input element)",
+                         "by": by_bucket(p_8, ms["gemm_fp8"], g8.cols["m"],
+                                         [(1, 16), (17, 128), (129, 512), (513, 4096), (4097, 16384)], "m")},
             "context_attention": {**errors(p_c, ms["context_attention"]),
                                   "rows": "vllm_flash_attn_fa3, bf16 KV cache, window_size 0",
                                   "by": {**by_bucket(p_c, ms["context_attention"], cc["isl"], [(1, 256), (257, 2048), (2049, 16384)], "isl"),
@@ -147,6 +166,7 @@ def main(argv=None) -> None:
         },
         "errors_with_hand_set_factors": {
             "gemm_bf16": errors(predict_gemm(default_gpu, g), ms["gemm"]),
+            "gemm_fp8": errors(predict_gemm_fp8(default_gpu, g8), ms["gemm_fp8"]),
             "context_attention": errors(predict_attention(default_gpu, ctx, "prefill"), ms["context_attention"]),
             "generation_attention": errors(predict_attention(default_gpu, gen, "decode"), ms["generation_attention"]),
             "allreduce_custom_graph": errors(predict_allreduce(default_gpu, ar), ms["allreduce"]),
@@ -163,8 +183,7 @@ def main(argv=None) -> None:
     }
     if args.out.exists():  # keep the MoE factors benchmarks/fit_moe_efficiency.py wrote
         previous = json.loads(args.out.read_text())
-        if "moe" in previous:
-            result["moe"] = previous["moe"]
+        result.update({k: v for k, v in previous.items() if k.startswith("moe")})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hermes_core import HermesError
 from hermes_plugins.calibration import (
     HAND_SET_LINK, MOE_BLOCKS, calibrate, fit_rows, load_aiconfigurator, load_device_yaml, load_vidur_mlp, log_err, make_gpu,
-    nelder_mead, predict_allreduce, predict_attention, predict_gemm,
+    nelder_mead, predict_allreduce, predict_attention, predict_gemm, predict_gemm_fp8,
 )
 from hermes_plugins.validation.calibrate import calibrate_command
 
@@ -68,12 +68,13 @@ def calibrated(tmp_path_factory):
 
 def test_calibrate_prints_errors_before_and_after_per_table(calibrated):
     out, text = calibrated
-    for label in ("GEMM bf16", "prefill attention", "decode attention", "all-reduce",
+    for label in ("GEMM bf16", "GEMM fp8", "prefill attention", "decode attention", "all-reduce",
                   "hand-set", "preset default", "calibrated", "wrote"):
         assert label in text
     rep = json.loads((out / "report.json").read_text())
-    assert set(rep["errors"]) == {"gemm", "context_attention", "generation_attention", "allreduce"}
+    assert set(rep["errors"]) == {"gemm", "gemm_fp8", "context_attention", "generation_attention", "allreduce"}
     assert rep["errors"]["gemm"]["calibrated"]["n"] == 300 and rep["errors"]["allreduce"]["calibrated"]["n"] == 69
+    assert rep["errors"]["gemm_fp8"]["calibrated"]["n"] == 200
 
 
 def test_yaml_has_provenance_and_a_device_mapping(calibrated):
@@ -86,7 +87,7 @@ def test_yaml_has_provenance_and_a_device_mapping(calibrated):
     dev = yaml.safe_load(text)
     assert dev["type"] == "gpu" and dev["preset"] == "h100_sxm"
     eff = dev["efficiency"]
-    for k in ("gemm_compute", "gemm_memory", "launch_us", "gemm_k_overhead", "gemm_occupancy_exponent", "tile_m",
+    for k in ("gemm_compute", "gemm_compute_fp8", "gemm_memory", "launch_us", "gemm_k_overhead", "gemm_occupancy_exponent", "tile_m",
               "tile_n", "attention_prefill_compute", "attention_prefill_memory", "attention_decode_memory",
               "attention_decode_compute", "attention_launch_us"):
         assert k in eff
@@ -103,6 +104,7 @@ def test_fitted_factors_beat_the_hand_set_ones_on_every_table(calibrated):
     link = {k: dev[k] for k in ("link_latency_us", "link_bandwidth_efficiency", "collective_latency_us")}
     fitted, hand = make_gpu("h100_sxm", eff, link), make_gpu("h100_sxm", {}, HAND_SET_LINK)
     preds = {"gemm": lambda g: predict_gemm(g, rows["gemm"]),
+             "gemm_fp8": lambda g: predict_gemm_fp8(g, rows["gemm_fp8"]),
              "context_attention": lambda g: predict_attention(g, rows["context_attention"], "prefill"),
              "generation_attention": lambda g: predict_attention(g, rows["generation_attention"], "decode"),
              "allreduce": lambda g: predict_allreduce(g, rows["allreduce"])}
@@ -112,6 +114,22 @@ def test_fitted_factors_beat_the_hand_set_ones_on_every_table(calibrated):
         assert log_err(p(fitted), meas) < log_err(p(hand), meas), kind
         assert rep[kind]["calibrated"]["median_ape"] < rep[kind]["hand-set"]["median_ape"], kind
     assert rep["gemm"]["calibrated"]["median_ape"] < 7 and rep["allreduce"]["calibrated"]["median_ape"] < 12
+    assert rep["gemm_fp8"]["calibrated"]["median_ape"] < 12
+    # the FP8 GEMMs reach a smaller share of their peak than the bf16 ones of theirs
+    assert 0.3 < dev["efficiency"]["gemm_compute_fp8"] < 0.8 * dev["efficiency"]["gemm_compute"]
+
+
+def test_fp8_fit_recovers_a_known_share(tmp_path):
+    """Rows made by the model itself at ``gemm_compute_fp8 = 0.45`` (the shapes of the measured
+    FP8 subset): the fit finds 0.45 again, with the other GEMM fields held at the given base."""
+    from hermes_plugins.calibration import fit_gemm_fp8
+
+    rows = fit_rows(load_aiconfigurator([AIC]))["gemm_fp8"]
+    base = make_gpu("h100_sxm", base="preset").eff.model_dump()
+    truth = make_gpu("h100_sxm", {**base, "gemm_compute_fp8": 0.45})
+    rows.cols["latency_s"] = predict_gemm_fp8(truth, rows)
+    got = fit_gemm_fp8(rows, "h100_sxm", base, log=lambda s: None)
+    assert got["gemm_compute_fp8"] == pytest.approx(0.45, abs=2e-3)
 
 
 def test_hermes_run_accepts_the_calibrated_device(calibrated, tmp_path):
@@ -169,9 +187,11 @@ def test_moe_table_calibrates_the_fused_moe_factors(tmp_path):
     table than the class defaults (a plain grouped GEMM, no per-layer cost), and the YAML
     carries the factors."""
     moe = Path(__file__).resolve().parents[1] / "plugins" / "hermes_plugins" / "data" / "aiconfigurator_h200" / "sglang_0.5.6.post2"
-    r = invoke("--format", "aiconfigurator", "--tables", moe, "--preset", "h200_sxm", "-o", tmp_path / "m.yaml")
+    r = invoke("--format", "aiconfigurator", "--tables", moe, "--preset", "h200_sxm", "-o", tmp_path / "m.yaml",
+               "--report", tmp_path / "m.json")
     assert r.exit_code == 0, r.output
     assert "fused MoE" in r.output
+    assert sum(b["n"] for b in json.loads((tmp_path / "m.json").read_text())["errors_by_bucket"]["moe"].values()) == 336
     dev = yaml.safe_load((tmp_path / "m.yaml").read_text())
     eff = dev["efficiency"]
     assert set(eff) == {"moe_compute", "moe_launch_us", "moe_block_m_min", "source"}

@@ -149,6 +149,21 @@ def test_alias_resolves():
     assert GPU(GPUConfig(preset="h100")).name == "H100-SXM5-80GB"
 
 
+def test_fp8_gemm_uses_its_own_compute_share():
+    # compute-bound 8192^3 on the bare roofline: FP8 runs at gemm_compute_fp8 of the FP8 peak
+    peak_fp8 = 1978.9e12
+    gpu = ideal(gemm_compute_fp8=0.5)
+    assert gpu.gemm_time(np.array([8192]), 8192, 8192, "fp8")[0] == pytest.approx(2 * 8192**3 / (peak_fp8 * 0.5), rel=1e-12)
+    # bf16 keeps gemm_compute; unset, FP8 takes gemm_compute too
+    assert gpu.gemm_time(np.array([8192]), 8192, 8192, "bf16")[0] == pytest.approx(2 * 8192**3 / PEAK_BF16, rel=1e-12)
+    unset = ideal(gemm_compute_fp8=None)
+    assert unset.gemm_time(np.array([8192]), 8192, 8192, "fp8")[0] == pytest.approx(2 * 8192**3 / peak_fp8, rel=1e-12)
+    # grouped expert GEMMs keep gemm_compute: their moe_compute is fitted on top of it
+    grouped = ideal(gemm_compute_fp8=0.5, moe_compute=1.0, moe_block_m_min=0, tile_m=0, tile_n=0)
+    assert grouped.grouped_gemm_time(np.array([8192]), 8192, 8192, "fp8")[0] == pytest.approx(
+        2 * 8192**3 / peak_fp8, rel=1e-12)
+
+
 def test_fp8_unsupported_on_a100():
     a100 = GPU(GPUConfig(preset="a100"))
     with pytest.raises(ValueError, match="fp8"):
@@ -171,7 +186,7 @@ def test_overrides_win(fit):
 def load(name):
     with open(DATA / f"{name}.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k != "gemm_dtype"}
 
 
 def median_ape(pred_s, meas_ms):
@@ -198,6 +213,24 @@ def test_gemm_matches_measured_h100(h100):
     t = load("gemm")
     assert len(t["m"]) >= 200
     assert median_ape(h100.gemm_time(t["m"], t["n"], t["k"], "bf16"), t["latency"]) < 0.08
+
+
+def test_fp8_gemm_matches_measured_h100(h100, fit):
+    # per-tensor FP8 Cutlass GEMMs with their dynamic activation quantization (read the
+    # bf16 input twice, write FP8): the fitted FP8 share, and what the bf16 share would give
+    t = load("gemm_fp8")
+    assert len(t["m"]) >= 150
+    quant = h100.memory_time(t["m"] * t["k"] * 5.0)
+    fitted = h100.gemm_time(t["m"], t["n"], t["k"], "fp8") + quant
+    assert median_ape(fitted, t["latency"]) < 0.12
+    assert 0.3 < fit["efficiency"]["gemm_compute_fp8"] < 0.8 * fit["efficiency"]["gemm_compute"]
+    # with the bf16 share at the FP8 peak, prefill-sized FP8 GEMMs come out ~1.5x too fast
+    bf16_share = GPU(GPUConfig(preset="h100_sxm", efficiency={"gemm_compute_fp8": h100.eff.gemm_compute}))
+    fast = bf16_share.gemm_time(t["m"], t["n"], t["k"], "fp8") + quant
+    big = t["m"] >= 1024
+    assert np.median(fast[big] / (t["latency"][big] * 1e-3)) < 0.8
+    assert 0.9 < np.median(fitted[big] / (t["latency"][big] * 1e-3)) < 1.15
+    assert median_ape(fast, t["latency"]) > median_ape(fitted, t["latency"]) + 0.05
 
 
 def test_context_attention_matches_measured_h100(h100):

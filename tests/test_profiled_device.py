@@ -45,10 +45,14 @@ def test_plugin_is_discovered(registry):
 # ---------------------------------------------------------------- measured points
 
 def test_gemm_returns_measured_latency_at_measured_points(dev, tables):
+    # gemm.csv (300 bf16 rows) and gemm_fp8.csv (200 fp8 rows) form one table, keyed by dtype
     g = tables["gemm"].cols
-    t = dev.gemm_time(g["m"], g["n"], g["k"], "bf16")
-    np.testing.assert_allclose(t, g["latency_s"], rtol=1e-12)
-    assert dev.pricing_sources()["gemm"] == {"measured": 300, "modelled": 0}
+    for dt, rows in (("bf16", 300), ("fp8", 200)):
+        sel = g["dtype"] == dt
+        assert sel.sum() == rows
+        t = dev.gemm_time(g["m"][sel], g["n"][sel], g["k"][sel], dt)
+        np.testing.assert_allclose(t, g["latency_s"][sel], rtol=1e-12)
+    assert dev.pricing_sources()["gemm"] == {"measured": 500, "modelled": 0}
 
 
 def test_gemm_scalar_n_k_like_the_step_cost_model(dev):
@@ -168,7 +172,7 @@ def test_prefill_with_a_cached_prefix_scales_the_table_by_the_model(dev, model):
 def test_gemm_falls_back_to_the_model_outside_the_table(dev, model):
     cases = [(np.array([20000]), 1024, 5120, "bf16"),  # m beyond the measured m of (1024, 5120)
              (np.array([64]), 100000, 5120, "bf16"),   # n beyond every measured n
-             (np.array([64]), 1024, 5120, "fp8")]      # no fp8 rows in gemm.csv
+             (np.array([64]), 1024, 5120, "int8")]     # no int8 rows in the tables
     for m, n, k, dt in cases:
         assert dev.gemm_time(m, n, k, dt)[0] == model.gemm_time(m, n, k, dt)[0]
     assert dev.pricing_sources()["gemm"] == {"measured": 0, "modelled": 3}

@@ -604,8 +604,27 @@ def attention_shape(t: Table, phase: str) -> dict[str, np.ndarray]:
 
 
 def predict_gemm(gpu, t: Table, dtype: str = "bf16") -> np.ndarray:
+    """Modelled seconds of every row of a ``gemm`` table at precision ``dtype``."""
     c = t.cols
     return np.asarray(gpu.gemm_time(c["m"], c["n"], c["k"], dtype), dtype=float)
+
+
+#: Bytes per input element of the activation quantization a measured FP8 GEMM call includes:
+#: vLLM's dynamic per-tensor ``scaled_fp8_quant`` (the ``Fp8Config(activation_scheme=
+#: "dynamic")`` aiconfigurator's collector builds, collector/vllm/collect_gemm.py @ 095f58a5)
+#: reads the 16-bit input twice (absolute-max reduction, then quantization) and writes one
+#: FP8 byte.
+FP8_QUANT_BYTES = 5.0
+
+
+def predict_gemm_fp8(gpu, t: Table) -> np.ndarray:
+    """Modelled seconds of every row of a per-tensor FP8 ``gemm`` table: the FP8 GEMM
+    (:meth:`GPU.gemm_time`, ``gemm_compute_fp8``) plus the call's activation quantization,
+    one memory kernel over ``m * k *`` :data:`FP8_QUANT_BYTES` bytes
+    (:meth:`GPU.memory_time`)."""
+    c = t.cols
+    quant = gpu.memory_time(c["m"].astype(float) * c["k"] * FP8_QUANT_BYTES)
+    return np.asarray(gpu.gemm_time(c["m"], c["n"], c["k"], "fp8"), dtype=float) + np.asarray(quant, dtype=float)
 
 
 def predict_attention(gpu, t: Table, phase: str, dtype: str = "bf16") -> np.ndarray:
@@ -701,13 +720,19 @@ MOE_OWN_FACTOR = {"w4a16_mxfp4"}
 
 def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
     """The rows the fit uses (the shapes LLM serving runs): bf16 GEMMs with ``1 <= m <=
-    16384`` and ``n, k >= 128``; attention with a bf16 KV cache; 16-bit all-reduce; MoE
-    layers with 16-bit or FP8 experts (:data:`MOE_WEIGHTS`)."""
+    16384`` and ``n, k >= 128``; per-tensor FP8 GEMMs (``gemm_fp8``) with ``1 <= m <=
+    16384``, ``512 <= n <= 51200`` and ``1024 <= k <= 51200`` (below that the call's
+    activation quantization outweighs the GEMM; no served model's projections are that
+    narrow); attention with a bf16 KV cache; 16-bit all-reduce; MoE layers with 16-bit or
+    FP8 experts (:data:`MOE_WEIGHTS`)."""
     out = {}
     g = tables.get("gemm")
     if g is not None:
         c = g.cols
-        out["gemm"] = g.select((c["dtype"] == "bf16") & (c["m"] >= 1) & (c["m"] <= 16384) & (c["n"] >= 128) & (c["k"] >= 128))
+        m_ok = (c["m"] >= 1) & (c["m"] <= 16384)
+        out["gemm"] = g.select((c["dtype"] == "bf16") & m_ok & (c["n"] >= 128) & (c["k"] >= 128))
+        out["gemm_fp8"] = g.select((c["dtype"] == "fp8") & m_ok & (c["n"] >= 512) & (c["n"] <= 51200)
+                                   & (c["k"] >= 1024) & (c["k"] <= 51200))
     for kind in ("context_attention", "generation_attention"):
         if kind in tables:
             out[kind] = tables[kind].select(tables[kind].cols["kv_dtype"] == "bf16")
@@ -735,6 +760,22 @@ def fit_gemm(g: Table, preset: str, log: Callable[[str], None] = print) -> tuple
         log(f"  gemm tile {tm}x{tn}: mean|log| {res.fun:.4f}  {np.round(res.x, 4).tolist()}")
     best = min(trials, key=lambda t: t[0])[1]
     return best, [{"tile": f"{t[1]['tile_m']}x{t[1]['tile_n']}", "mean_abs_log": round(t[0], 4)} for t in trials]
+
+
+def fit_gemm_fp8(g8: Table, preset: str, base: dict, log: Callable[[str], None] = print) -> dict:
+    """``gemm_compute_fp8``, the share of the FP8 peak an FP8 GEMM reaches, on per-tensor
+    FP8 GEMM rows (:func:`predict_gemm_fp8`: the call's activation quantization priced as
+    a memory kernel), with every other GEMM field from ``base`` (the bf16 fit: tile, fixed
+    costs, memory share). Returns ``{"gemm_compute_fp8": value}``."""
+    fixed = {k: v for k, v in base.items() if k != "source"}
+
+    def obj(x):
+        return log_err(predict_gemm_fp8(make_gpu(preset, {**fixed, "gemm_compute_fp8": float(x[0])}), g8),
+                       g8.cols["latency_s"])
+
+    res = minimise(obj, [0.6], [(0.05, 1.0)])
+    log(f"  gemm fp8: mean|log| {res.fun:.4f}  gemm_compute_fp8 {float(res.x[0]):.4f}")
+    return {"gemm_compute_fp8": float(res.x[0])}
 
 
 def fit_attention(ctx: Table | None, gen: Table | None, preset: str, log: Callable[[str], None] = print) -> dict:
@@ -801,7 +842,7 @@ def fit_moe(t: Table, preset: str, base: dict | None = None, log: Callable[[str]
 # ----------------------------------------------------------------------------- calibrate
 
 #: Table kinds in report order, with their labels.
-LABELS = {"gemm": "GEMM bf16", "context_attention": "prefill attention",
+LABELS = {"gemm": "GEMM bf16", "gemm_fp8": "GEMM fp8", "context_attention": "prefill attention",
           "generation_attention": "decode attention", "allreduce": "all-reduce", "moe": "fused MoE"}
 
 
@@ -836,6 +877,8 @@ def _predict_all(gpu, rows: dict[str, Table]) -> dict[str, np.ndarray]:
     for kind, t in rows.items():
         if kind == "gemm":
             out[kind] = predict_gemm(gpu, t)
+        elif kind == "gemm_fp8":
+            out[kind] = predict_gemm_fp8(gpu, t)
         elif kind == "context_attention":
             out[kind] = predict_attention(gpu, t, "prefill")
         elif kind == "generation_attention":
@@ -855,7 +898,8 @@ def calibrate(tables: dict[str, Table], preset: str = "h100_sxm", log: Callable[
               source: str = "") -> Calibration:
     """Fit the ``gpu`` device of ``preset`` to ``tables`` (from :func:`load_aiconfigurator`
     or :func:`load_vidur_mlp`) with the procedure of ``benchmarks/fit_gpu_efficiency.py``:
-    GEMM factors on the GEMM table, attention factors on the attention tables, link
+    GEMM factors on the GEMM table (bf16 rows; ``gemm_compute_fp8`` on its per-tensor FP8
+    rows, after the bf16 factors), attention factors on the attention tables, link
     factors on the all-reduce table, the fused-MoE factors on a ``moe`` table (after the
     GEMM factors, which its model uses); a table that is absent leaves its fields unfitted.
     Raises :class:`TableError` if no table has rows the fit can use."""
@@ -865,6 +909,7 @@ def calibrate(tables: dict[str, Table], preset: str = "h100_sxm", log: Callable[
     rows = fit_rows(tables)
     if not rows:
         raise TableError("no rows to fit: the tables hold no bf16 GEMM (m <= 16384, n, k >= 128), "
+                         "per-tensor FP8 GEMM (m <= 16384, n >= 512, k >= 1024), "
                          "bf16-KV attention, 16-bit all-reduce or 16-bit/FP8 MoE rows")
     eff: dict[str, Any] = {}
     link: dict[str, float] = {}
@@ -872,6 +917,9 @@ def calibrate(tables: dict[str, Table], preset: str = "h100_sxm", log: Callable[
     if "gemm" in rows:
         p, tiles = fit_gemm(rows["gemm"], preset, log)
         eff.update(p)
+    if "gemm_fp8" in rows:
+        base = eff if "gemm" in rows else make_gpu(preset, base="preset").eff.model_dump()
+        eff.update(fit_gemm_fp8(rows["gemm_fp8"], preset, base, log))
     if "context_attention" in rows or "generation_attention" in rows:
         eff.update(fit_attention(rows.get("context_attention"), rows.get("generation_attention"), preset, log))
     if "allreduce" in rows:

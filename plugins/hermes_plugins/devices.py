@@ -119,7 +119,12 @@ class Efficiency(BaseModel):
     used only when no fit file exists; :func:`fitted_efficiency` gives the measured ones).
 
     GEMM: ``gemm_compute``/``gemm_memory`` are the fractions of peak FLOP/s and HBM
-    bandwidth reached; ``gemm_k_overhead``: fixed cost per output tile (prologue, epilogue)
+    bandwidth reached; ``gemm_compute_fp8``: ``gemm_compute`` for FP8 GEMMs (unset:
+    ``gemm_compute``), whose kernels reach a smaller share of their twice-as-high peak
+    (measured H100 per-tensor FP8 Cutlass GEMMs under vLLM 0.24.0, without their
+    activation quantization: about 0.52 against bf16's 0.85; see
+    ``benchmarks/fit_gpu_efficiency.py``); grouped expert GEMMs keep ``gemm_compute`` (their
+    ``moe_compute`` is fitted on top of it); ``gemm_k_overhead``: fixed cost per output tile (prologue, epilogue)
     as extra k-loop steps, so compute is ``2 m n (k + gemm_k_overhead)`` FLOP;
     ``tile_m``/``tile_n``: output tile that sets the tile count and the padded output the
     tensor cores compute (0 disables both); ``gemm_occupancy_exponent``: compute rate
@@ -150,6 +155,7 @@ class Efficiency(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     gemm_compute: float = Field(0.75, gt=0, le=1)
+    gemm_compute_fp8: float | None = Field(None, gt=0, le=1)
     gemm_memory: float = Field(0.8, gt=0, le=1)
     gemm_k_overhead: float = Field(0.0, ge=0)
     gemm_occupancy_exponent: float = Field(0.0, ge=0, le=1)
@@ -317,18 +323,20 @@ class GPU(HardwareNode):
         if low and e.tile_m:
             mm = np.maximum(np.asarray(m, dtype=float), 1.0)
             block = np.clip(2.0 ** np.ceil(np.log2(mm)), min(low, e.tile_m), e.tile_m)
-        return self.gemm_time(m, n, k, dtype, compute_scale=scale, tile_m=block)
+        return self.gemm_time(m, n, k, dtype, compute_scale=scale, tile_m=block, grouped=True)
 
     @property
     def moe_launch_s(self) -> float:
         """Fixed time (s) of one MoE layer's routing, sort and combine kernels."""
         return self.eff.moe_launch_us * 1e-6
 
-    def gemm_time(self, m, n: int, k: int, dtype: str, compute_scale: float = 1.0, tile_m=None):
+    def gemm_time(self, m, n: int, k: int, dtype: str, compute_scale: float = 1.0, tile_m=None,
+                  grouped: bool = False):
         """Smooth roofline of one GEMM, ``(compute**p + memory**p) ** (1/p) + launch`` (``p =
         gemm_roofline_sharpness``; 0 takes ``max(compute, memory)``), with
 
-        * ``compute = 2 M N (k + k0) / (peak * e_c * occ)``: the tensor cores compute whole
+        * ``compute = 2 M N (k + k0) / (peak * e_c * occ)`` (``e_c``: ``gemm_compute``, or
+          ``gemm_compute_fp8`` for an FP8 GEMM that is not ``grouped``): the tensor cores compute whole
           ``tile_m x tile_n`` output tiles, so ``M = ceil(m/tile_m) tile_m`` and ``N =
           ceil(n/tile_n) tile_n`` (tile quantisation); ``occ = min(1, tiles / SMs) **
           gemm_occupancy_exponent``;
@@ -336,13 +344,17 @@ class GPU(HardwareNode):
 
         ``n`` and ``k`` may also be arrays (broadcast with ``m``). ``compute_scale``
         multiplies the compute rate and ``tile_m`` (int or array like ``m``) replaces the
-        output tile's rows (both for :meth:`grouped_gemm_time`)."""
+        output tile's rows; ``grouped`` marks a grouped expert GEMM (all three for
+        :meth:`grouped_gemm_time`)."""
         e = self.eff
         m = np.asarray(m, dtype=float)
         n = np.asarray(n, dtype=float)
         k = np.asarray(k, dtype=float)
         b = DTYPE_BYTES[dtype]
-        rate = self.peak_flops(dtype) * e.gemm_compute * compute_scale
+        share = e.gemm_compute
+        if dtype == "fp8" and e.gemm_compute_fp8 is not None and not grouped:
+            share = e.gemm_compute_fp8
+        rate = self.peak_flops(dtype) * share * compute_scale
         mc, nc = m, n
         tm = e.tile_m if tile_m is None else np.asarray(tile_m, dtype=float)
         if e.tile_m and e.tile_n:

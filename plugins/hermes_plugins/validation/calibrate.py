@@ -64,7 +64,7 @@ def report_json(cal) -> dict:
     """The full result: device mapping, errors per table and by shape bucket."""
     import numpy as np
 
-    from ..calibration import make_gpu, predict_allreduce, predict_attention, predict_gemm
+    from ..calibration import make_gpu, predict_allreduce, predict_attention, predict_gemm, predict_gemm_fp8, predict_moe
 
     eff = {k: v for k, v in cal.efficiency.items() if k != "source"}
     gpu = make_gpu(cal.preset, eff, cal.link or None, base="preset")
@@ -75,6 +75,12 @@ def report_json(cal) -> dict:
             p = predict_gemm(gpu, t)
             buckets[kind] = {**by_bucket(p, meas, c["m"], [(1, 16), (17, 128), (129, 512), (513, 4096), (4097, 16384)], "m"),
                              **by_bucket(p, meas, np.minimum(c["n"], c["k"]), [(128, 512), (513, 2048), (2049, 65536)], "min(n,k)")}
+        elif kind == "gemm_fp8":
+            p = predict_gemm_fp8(gpu, t)
+            buckets[kind] = by_bucket(p, meas, c["m"], [(1, 16), (17, 128), (129, 512), (513, 4096), (4097, 16384)], "m")
+        elif kind == "moe":
+            p = predict_moe(gpu, t)
+            buckets[kind] = by_bucket(p, meas, c["tokens"], [(1, 64), (65, 1024), (1025, 2**40)], "tokens")
         elif kind == "context_attention":
             p = predict_attention(gpu, t, "prefill")
             buckets[kind] = {**by_bucket(p, meas, c["isl"], [(1, 256), (257, 2048), (2049, 16384)], "isl"),
@@ -121,7 +127,8 @@ def calibrate_command(fmt, tables, preset, output, kernels, report, quiet) -> No
         loaded = load_vidur_mlp(tables)
     if not quiet:
         for kind, t in loaded.items():
-            err.print(f"read {LABELS.get(kind, kind)}: {len(t):,} rows from {', '.join(f.name for f in t.files)}",
+            label = "GEMM" if kind == "gemm" else LABELS.get(kind, kind)  # all dtypes; the fit splits them
+            err.print(f"read {label}: {len(t):,} rows from {', '.join(f.name for f in t.files)}",
                       highlight=False)
         err.print(f"fitting {preset} (bounded Nelder-Mead on mean |log(predicted / measured)|)")
     log = (lambda s: None) if quiet else (lambda s: err.print(s, highlight=False))
