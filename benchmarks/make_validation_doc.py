@@ -60,6 +60,19 @@ def rel(p: Path, realdata: Path) -> str:
     return "../shared/realdata/" + str(p.relative_to(realdata))
 
 
+def group_table(w, sim: list[dict]) -> None:
+    """Write a table of TTFT and TPOT median / mean APE per (model, backend) of simulated rows."""
+    w("| model | backend | points | TTFT median APE % | TTFT mean | TPOT median APE % | TPOT mean |")
+    w("|---|---|---|---|---|---|---|")
+    for mdl, be in sorted({(r["model"], r["backend"]) for r in sim}):
+        group = [r for r in sim if r["model"] == mdl and r["backend"] == be]
+        cells = []
+        for metric in ("ttft", "tpot"):
+            vals = np.asarray([float(r[f"{metric}_ape"]) for r in group if r[f"{metric}_ape"]])
+            cells.append(f"{np.median(vals):.1f} | {vals.mean():.1f}")
+        w(f"| {mdl} | {be} | {len(group)} | {cells[0]} | {cells[1]} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--realdata", type=Path, default=ROOT.parent / "shared" / "realdata")
@@ -184,6 +197,27 @@ def main() -> None:
         w(f"- {n} x {why}")
     w("")
 
+    # the same rows, each simulated with the client and engine settings it was measured with
+    out_b = OUT / "serving_by_source.csv"
+    cmd, wall = hermes("validate", "serving", "--format", "aiconfigurator-silicon", rel(f, rd),
+                       "--protocol", "by-source", "--output", str(out_b.relative_to(ROOT)))
+    simb = [r for r in rows(out_b) if r["status"] == "simulated"]
+    w("### Each row with the client it was measured with (`--protocol by-source`)\n")
+    w("Most rows (all but aiconfigurator's own gap-analysis runs of SGLang and vLLM 0.12) come from "
+      "InferenceMAX's result files, measured with vLLM's `benchmark_serving` (10C prompts, lengths "
+      "uniform in [0.8 L, L], 2C warm-ups in runs from 2026-01-13), not aiperf, and with InferenceMAX's scripts' engine "
+      "settings; `by-source` simulates them so (performance-model.md, section 7):\n")
+    w(f"`{cmd}` ({wall:.0f} s wall on 2 cores)\n")
+    group_table(w, simb)
+    cells = []
+    for metric in ("ttft", "tpot"):
+        vals = np.asarray([float(r[f"{metric}_ape"]) for r in simb if r[f"{metric}_ape"]])
+        key[f"serving_{metric}_by_source"] = list(vals)
+        key[f"serving_{metric}_by_source_llama70b"] = [float(r[f"{metric}_ape"]) for r in simb
+                                                       if r["model"] == "Llama-3.1-70B" and r[f"{metric}_ape"]]
+        cells.append(f"{np.median(vals):.1f} | {vals.mean():.1f}")
+    w(f"| **all** | | {len(simb)} | {cells[0]} | {cells[1]} |\n")
+
     # the MoE rows again, their fused-MoE layers priced from the engines' own measured tables
     moe_dir = "plugins/hermes_plugins/data/aiconfigurator_h200"
     out_t = OUT / "serving_moe_tables.csv"
@@ -198,15 +232,7 @@ def main() -> None:
       "closest to the 0.12 measured; block-FP8 rows, as the checkpoint is), everything else "
       "analytic:\n")
     w(f"`{cmd}` ({wall:.0f} s wall)\n")
-    w("| model | backend | points | TTFT median APE % | TTFT mean | TPOT median APE % | TPOT mean |")
-    w("|---|---|---|---|---|---|---|")
-    for mdl, be in sorted({(r["model"], r["backend"]) for r in simt}):
-        cells = []
-        for metric in ("ttft", "tpot"):
-            vals = np.asarray([float(r[f"{metric}_ape"]) for r in simt
-                               if r["model"] == mdl and r["backend"] == be and r[f"{metric}_ape"]])
-            cells.append(f"{np.median(vals):.1f} | {vals.mean():.1f}")
-        w(f"| {mdl} | {be} | {sum(r['model'] == mdl and r['backend'] == be for r in simt)} | {cells[0]} | {cells[1]} |")
+    group_table(w, simt)
     w("")
 
     genz = args.genz or ROOT / "benchmarks" / "results" / "genz_comparison.json"
@@ -243,6 +269,9 @@ def main() -> None:
         f"| A100 GEMM kernels, Vidur format, defaults / calibrated | - | {med['gemm_a100']:.1f} % / {med['gemm_a100_calibrated']:.1f} % |",
         f"| H200 serving TTFT, all simulated points | <= 10 % | {med['serving_ttft']:.1f} % (Llama-3.1-70B: {med['serving_ttft_llama70b']:.1f} %) |",
         f"| H200 serving TPOT, all simulated points | <= 10 % | {med['serving_tpot']:.1f} % (Llama-3.1-70B: {med['serving_tpot_llama70b']:.1f} %) |",
+        f"| H200 serving TTFT / TPOT, each row with the client it was measured with (`--protocol by-source`) | <= 10 % | "
+        f"{med['serving_ttft_by_source']:.1f} % / {med['serving_tpot_by_source']:.1f} % (Llama-3.1-70B: "
+        f"{med['serving_ttft_by_source_llama70b']:.1f} % / {med['serving_tpot_by_source_llama70b']:.1f} %) |",
         "",
         "Where the model misses, and why (details in [performance-model.md](performance-model.md)):\n",
         "- **Vidur GEMMs** are a median 14 % slower than the vLLM 0.24.0 kernels the defaults are fitted "
