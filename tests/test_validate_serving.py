@@ -252,6 +252,58 @@ def test_overlapped_host_time_is_max_not_sum():
     assert tpot(step_overhead_us=1, overlap_host=True) == pytest.approx(device)
 
 
+def _closed_loop(concurrency, num_requests, osl, **stage):
+    sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": concurrency, "isl": 16, "osl": osl,
+                                    "num_requests": num_requests},
+          "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
+                       "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64, **stage}}]}
+    return api.run(sc)
+
+
+def test_frontend_streams_tokens_after_the_engine():
+    """``frontend_token_us``: one FIFO server per replica streams each step's tokens. With one
+    request and a front-end faster than the engine, every token arrives ``c`` after its step
+    (TTFT and E2E + c, ITL unchanged); slower than the engine, the tokens leave one per ``c``
+    after the first (TPOT = c) and the client's next request waits for the last one."""
+    base = _closed_loop(1, 1, 6).requests[0]
+    step = (base.finish_time - base.first_token_time) / 5
+    fast = _closed_loop(1, 1, 6, frontend_token_us=0.5 * step * 1e6).requests[0]
+    assert fast.first_token_time == pytest.approx(base.first_token_time + 0.5 * step)
+    assert fast.finish_time == pytest.approx(base.finish_time + 0.5 * step)
+    c = 10 * step
+    slow = _closed_loop(1, 1, 6, frontend_token_us=c * 1e6).requests[0]
+    assert slow.first_token_time == pytest.approx(base.first_token_time + c)
+    assert slow.finish_time == pytest.approx(slow.first_token_time + 5 * c)
+    assert slow.max_itl == pytest.approx(c)
+    # closed loop: the second request is sent when the first one's last token reaches the client
+    two = _closed_loop(1, 2, 6, frontend_token_us=c * 1e6).requests
+    assert two[1].arrival_time == pytest.approx(two[0].finish_time)
+
+
+def test_frontend_is_shared_first_in_first_out():
+    """Two requests decoding together hand the front-end two tokens per step: with the
+    front-end the bottleneck, each client receives a token every 2c (TPOT 2c), and the
+    default 0 leaves the engine's own times."""
+    base = _closed_loop(2, 2, 6).requests
+    step = (base[0].finish_time - base[0].first_token_time) / 5
+    c = 10 * step
+    reqs = _closed_loop(2, 2, 6, frontend_token_us=c * 1e6).requests
+    for r in reqs:
+        assert (r.finish_time - r.first_token_time) / 5 == pytest.approx(2 * c, rel=0.05)
+    assert _closed_loop(2, 2, 6, frontend_token_us=0).requests[0].finish_time == base[0].finish_time
+
+
+def test_sglang_rows_stream_through_a_front_end():
+    sg = S.Point(line=2, raw={"silicon_data_source": GAP}, id="x", backend="sglang",
+                 model_path="meta-llama/Llama-3.1-8B-Instruct", system="h200_sxm", mode="agg", isl=1000, osl=500,
+                 gemm_quant_mode="fp8_block", batch_size=512, tp=8, pp=1, attention_dp=None, moe_tp=None,
+                 moe_ep=None, ttft_ms=1.0, tpot_ms=1.0)
+    stage = S.scenario_for(sg)[0]["clients"][0]["stage"]
+    assert stage["frontend_token_us"] == S.FRONTEND_TOKEN_US["sglang"] == 50.0
+    assert stage["seq_overhead_us"] == 20.0
+    assert S.scenario_for(_vllm_point(GAP))[0]["clients"][0]["stage"]["frontend_token_us"] == 0.0
+
+
 def test_moe_experts_are_one_grouped_gemm():
     """A decode step of one token on Qwen3-235B-A22B reads its ``top_k`` experts' weights
     in one grouped kernel per projection: about ``top_k`` experts' bytes at the GEMM's

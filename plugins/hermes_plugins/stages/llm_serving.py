@@ -88,6 +88,13 @@ class LLMServingConfig(BaseModel):
     false): whether the host prepares the next step while the GPU runs the current one
     (TensorRT-LLM's and SGLang's overlap schedulers, vLLM's ``--async-scheduling``), so a step
     lasts ``max(device, host)``, or runs between steps (vLLM V1 default), ``device + host``;
+    ``frontend_token_us`` (default 0): CPU time of the serving front-end per output token
+    (detokenization and streaming to the client in the API-server process, e.g. SGLang's
+    tokenizer manager), one first-in-first-out server per replica that the engine does not
+    wait for: a step's tokens reach the client ``frontend_token_us x tokens`` after the
+    front-end is free of everything earlier, and TTFT, ITL and E2E latency are measured
+    there, where a benchmark client sees them; a closed-loop client sends its next request
+    when the last token arrives. 0 delivers at the end of the step;
     ``moe_kernel`` (default unset: the engine's default fused-MoE kernel for the expert
     precision): ``marlin`` prices the routed experts with the Marlin W4A16 kernels' fitted
     efficiency (vLLM ``VLLM_MXFP4_USE_MARLIN=1``; see :data:`~hermes_plugins.devices.MOE_KERNELS`),
@@ -114,6 +121,7 @@ class LLMServingConfig(BaseModel):
     step_overhead_us: float = Field(0.0, ge=0)
     seq_overhead_us: float = Field(0.0, ge=0)
     overlap_host: bool = False
+    frontend_token_us: float = Field(0.0, ge=0)
     moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
     batching: dict[str, Any] = Field(default_factory=lambda: {"type": "chunked_prefill"})
@@ -224,6 +232,8 @@ class LLMServing(Stage):
         self._overhead = config.step_overhead_us * 1e-6
         self._seq_overhead = config.seq_overhead_us * 1e-6
         self._overlap = config.overlap_host
+        self._fe_token = config.frontend_token_us * 1e-6
+        self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
         self._busy = False
         self._outstanding = 0
         self.steps = 0
@@ -312,7 +322,11 @@ class LLMServing(Stage):
         self.ctx.sim.schedule(dt, self._finish_step, batch, priority=PRIORITY_COMPLETION)
 
     def _finish_step(self, batch) -> None:
-        now = self.ctx.sim.now
+        now = engine_now = self.ctx.sim.now
+        if self._fe_token:
+            # the front-end streams this step's tokens after everything handed to it before
+            self._fe_free = max(self._fe_free, now) + self._fe_token * batch.sampled
+            now = self._fe_free
         gaps: dict[float, int] = {}
         finished = False
         kv = self.state.kv
@@ -347,10 +361,17 @@ class LLMServing(Stage):
         if finished:
             done = [s for s in self.state.running if s.num_tokens < 0]
             self.state.running = [s for s in self.state.running if s.num_tokens >= 0]
-            for s in done:
-                self._outstanding -= 1
-                self.ctx.on_done(s.req)
+            if now > engine_now:
+                self.ctx.sim.schedule(now - engine_now, self._deliver, done, priority=PRIORITY_COMPLETION)
+            else:
+                self._deliver(done)
         self._step()
+
+    def _deliver(self, done) -> None:
+        """Hand finished requests back once the front-end has streamed their last token."""
+        for s in done:
+            self._outstanding -= 1
+            self.ctx.on_done(s.req)
 
     def _report_dropped(self) -> None:
         dropped, self.state.dropped = self.state.dropped, []

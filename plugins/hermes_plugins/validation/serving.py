@@ -217,9 +217,25 @@ HOST_TIME: dict[str, tuple[float, float, bool]] = {
     # TPOT, flat in TP): 26 us per sequence added to the GPU time (``gpu + host`` fits,
     # ``max`` does not: its overlap scheduler does not hide the per-request work at these
     # batch sizes). On the 37 other SGLang Llama-3.1-8B points (TP1-TP4, held out) the TPOT
-    # median APE goes from 18.8 % to 5.7 %.
-    "sglang": (0.0, 26.0, False),
+    # median APE goes from 18.8 % to 5.7 %. With FP8 GEMMs at their measured share
+    # (gemm_compute_fp8) and the front-end of FRONTEND_TOKEN_US, re-identified on the same
+    # rows: 20 us (below).
+    "sglang": (0.0, 20.0, False),
 }
+
+#: CPU time of the serving front-end per output token (``llm_serving`` field
+#: ``frontend_token_us``): detokenization and streaming in the API-server process, which the
+#: engine does not wait for. SGLang 0.5.6 (its tokenizer manager, one Python process): on its
+#: Llama-3.1-8B TP8 rows at 512 clients the clients received about 20k tokens/s whatever the
+#: lengths (TPOT 23-29 ms), and TTFT grew with the output length at a fixed prompt (1000
+#: tokens: 2.0 / 3.2 / 8.0 s for 500 / 1000 / 2000 output tokens): a queue in front of the
+#: client that fills while a cohort decodes, not prefill. Identified on those 9 rows (TPOT
+#: median APE, as the host time above) together with the per-sequence host time, among
+#: (host, front-end) = (26, 0), (0, 40), (0, 50), (26, 50), (25, 50), (20, 45), (20, 50), (20,
+#: 55), (15, 50) us: (20, 50), TPOT 15.6 % -> 5.7 %, TTFT 87.9 % -> 43.0 %. On the 37
+#: TP1-TP4 rows (held out) TPOT 7.4 / 15.1 / 18.8 % -> 4.3 / 8.9 / 12.9 % (TP1 / 2 / 4), TTFT
+#: at TP4 76.5 % -> 57.7 %, TP1 and TP2 unchanged (44 %, 63 %).
+FRONTEND_TOKEN_US: dict[str, float] = {"sglang": 50.0}
 
 #: vLLM version from which async scheduling is on by default: the scheduler prepares step
 #: k+1 while the GPU runs step k, so host time overlaps the GPU (``max(gpu, host)``, as
@@ -733,6 +749,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "step_overhead_us": HOST_TIME[p.backend][0],
                 "seq_overhead_us": HOST_TIME[p.backend][1],
                 "overlap_host": overlaps_host(p),
+                "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
                 "prefix_caching": reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
                 **over,  # InferenceMAX's script settings replace the aiconfigurator ones
