@@ -291,7 +291,7 @@ def main() -> None:
         "GEMMs about 1.5x too fast. That moves every FP8 row: the Llama-3.1-70B rows, which come from "
         "InferenceMAX's result files, fit under `--protocol by-source` (InferenceMAX's client and "
         "scripts: TTFT median APE vLLM 26.1 % to 4.7 %, TensorRT-LLM 16.3 % to 12.4 %) and no longer "
-        "under the default aiperf protocol (vLLM 8.1 % to 33.4 %, TensorRT-LLM 18.4 % to 38.3 %), whose "
+        "under the default aiperf protocol (vLLM 8.1 % to 33.3 %, TensorRT-LLM 18.4 % to 38.3 %), whose "
         "budgets for them were identified on their TTFT with the faster GEMMs. "
         "Per engine the measured FP8 GEMMs differ by up to 1.4x at the same shapes (H200 tables of "
         "SGLang, TensorRT-LLM and vLLM 0.14/0.18: 0.7-1.4x the fitted model).",
