@@ -163,7 +163,8 @@ class EngineProfile:
     budget of one step under each ``--engine-limits`` choice: ``defaults`` (the engine's
     own default on an H200) and ``aiconfigurator`` (a function of ``(batch_size, isl)``,
     the limit aiconfigurator's generator writes into the deployments it benchmarks).
-    Host time per step comes from :data:`HOST_TIME`. ``source`` says where each figure
+    Host time per step comes from :data:`HOST_TIME`, the front-end's time per streamed token
+    from :data:`FRONTEND_TOKEN_US`. ``source`` says where each figure
     comes from."""
 
     default_max_num_batched_tokens: int
@@ -970,8 +971,9 @@ _HELP = """Simulate measured closed-loop serving points and compare TTFT and TPO
 FILE is a CSV of the aiconfigurator-silicon format (aiconfigurator's silicon_sample.csv:
 one measured benchmark per row, batch_size clients with isl/osl tokens, mean TTFT and TPOT).
 Every aggregated row whose model, system and parallelism hermes can model is simulated as a
-closed_loop workload on one llm_serving engine (engine limits, KV-cache dtype and host time
-per backend: see docs/performance-model.md, section 7); every other row is counted and
+closed_loop workload on one llm_serving engine (engine limits, KV-cache dtype, host time and
+the front-end's time per streamed token per backend: see docs/performance-model.md, section
+7); every other row is counted and
 listed with the reason. Prints the median and mean absolute percentage error (APE) of mean
 TTFT and mean TPOT per model, backend and system and overall, and writes one CSV row per
 file row (predicted, measured, APE, or the reason it was not simulated).
