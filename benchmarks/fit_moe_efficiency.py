@@ -150,6 +150,21 @@ def fit_w4(rows: dict[str, np.ndarray], base: dict, start: float, label: str) ->
     return trials, x, block
 
 
+def w4_section(fields: tuple[str, str], trials: list, x: float, block: int, tables: list[Path],
+               what: str, version: str) -> dict:
+    """The common head of a W4A16 section: the fitted ``fields`` (compute share, smallest
+    block), the loss per candidate block and the provenance of ``what`` rows of
+    aiconfigurator's vLLM ``version`` H200 table."""
+    return {
+        "efficiency": {fields[0]: x, fields[1]: block},
+        "block_losses": {str(b): round(f, 4) for f, _, b in trials},
+        "source": f"fit on aiconfigurator H200 vLLM {version} {what} fused-MoE rows ({', '.join(_rel(p) for p in tables)}; "
+                  f"full table: aic-core/src/aiconfigurator_core/systems/data/h200_sxm/moe/vllm/{version}/moe_perf.parquet), "
+                  f"ai-dynamo/aiconfigurator @ 095f58a5, routing {DISTRIBUTION}, moe_launch_us from the moe section, "
+                  f"{datetime.date.today().isoformat()}",
+    }
+
+
 def fit_mxfp4(tables: list[Path], out: Path) -> None:
     """Fit ``moe_compute_mxfp4`` on the ``w4a16_mxfp4`` rows of ``tables`` and write the
     ``"moe_mxfp4"`` section of ``out``."""
@@ -166,12 +181,7 @@ def fit_mxfp4(tables: list[Path], out: Path) -> None:
     trials, x, block = fit_w4(rows, base, 0.5, "mxfp4")
     after = report(rows, pred(x, block))
     doc["moe_mxfp4"] = {
-        "efficiency": {"moe_compute_mxfp4": x, "moe_block_m_min_mxfp4": block},
-        "block_losses": {str(b): round(f, 4) for f, _, b in trials},
-        "source": f"fit on aiconfigurator H200 vLLM 0.18.0 MXFP4 fused-MoE rows ({', '.join(_rel(p) for p in tables)}; "
-                  "full table: aic-core/src/aiconfigurator_core/systems/data/h200_sxm/moe/vllm/0.18.0/moe_perf.parquet), "
-                  f"ai-dynamo/aiconfigurator @ 095f58a5, routing {DISTRIBUTION}, moe_launch_us from the moe section, "
-                  f"{datetime.date.today().isoformat()}",
+        **w4_section(("moe_compute_mxfp4", "moe_block_m_min_mxfp4"), trials, x, block, tables, "MXFP4", "0.18.0"),
         "rows": int(len(meas)),
         "errors": after,
         "errors_with_moe_compute": report(rows, pred(base.get("moe_compute", 1.0), base.get("moe_block_m_min", 0))),
@@ -204,12 +214,7 @@ def fit_marlin(tables: list[Path], out: Path) -> None:
 
     trials, x, block = fit_w4(train, base, 0.3, "marlin")
     section = {
-        "efficiency": {"moe_compute_marlin": x, "moe_block_m_min_marlin": block},
-        "block_losses": {str(b): round(f, 4) for f, _, b in trials},
-        "source": f"fit on aiconfigurator H200 vLLM 0.24.0 Marlin fused-MoE rows ({', '.join(_rel(p) for p in tables)}; "
-                  "full table: aic-core/src/aiconfigurator_core/systems/data/h200_sxm/moe/vllm/0.24.0/moe_perf.parquet), "
-                  f"ai-dynamo/aiconfigurator @ 095f58a5, routing {DISTRIBUTION}, moe_launch_us from the moe section, "
-                  f"{datetime.date.today().isoformat()}",
+        **w4_section(("moe_compute_marlin", "moe_block_m_min_marlin"), trials, x, block, tables, "Marlin", "0.24.0"),
         "rows": int(fit_sel.sum()),
         "errors": errors(pred(train, x, block), train["latency_s"]),
         "by_tokens": by_bucket(pred(train, x, block), train["latency_s"], train["tokens"], TOKEN_BUCKETS, "tokens"),

@@ -872,7 +872,8 @@ class Calibration:
         return d
 
 
-def _predict_all(gpu, rows: dict[str, Table]) -> dict[str, np.ndarray]:
+def predict_all(gpu, rows: dict[str, Table]) -> dict[str, np.ndarray]:
+    """Modelled seconds of every row of every table kind in ``rows`` (from :func:`fit_rows`)."""
     out = {}
     for kind, t in rows.items():
         if kind == "gemm":
@@ -932,9 +933,9 @@ def calibrate(tables: dict[str, Table], preset: str = "h100_sxm", log: Callable[
     files = sorted({str(f) for t in tables.values() for f in t.files})
     if eff:
         eff["source"] = f"hermes calibrate {today}: {source or ', '.join(Path(f).name for f in files)}"
-    hand = _predict_all(make_gpu(preset, {}, HAND_SET_LINK), rows)
-    shipped = _predict_all(make_gpu(preset, base="preset"), rows)
-    fitted = _predict_all(make_gpu(preset, {k: v for k, v in eff.items() if k != "source"}, link or None, base="preset"), rows)
+    hand = predict_all(make_gpu(preset, {}, HAND_SET_LINK), rows)
+    shipped = predict_all(make_gpu(preset, base="preset"), rows)
+    fitted = predict_all(make_gpu(preset, {k: v for k, v in eff.items() if k != "source"}, link or None, base="preset"), rows)
     errs = {kind: {"hand-set": errors(hand[kind], t.cols["latency_s"]),
                    "preset": errors(shipped[kind], t.cols["latency_s"]),
                    "calibrated": errors(fitted[kind], t.cols["latency_s"])} for kind, t in rows.items()}

@@ -18,6 +18,7 @@ import shlex
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -60,39 +61,33 @@ def print_errors(console: Console, cal) -> None:
     console.print(t)
 
 
-def report_json(cal) -> dict:
-    """The full result: device mapping, errors per table and by shape bucket."""
-    import numpy as np
+M_BUCKETS = [(1, 16), (17, 128), (129, 512), (513, 4096), (4097, 16384)]
+#: Per table kind: the (column of the rows, inclusive ranges, label) its errors are broken down by.
+BUCKETS = {
+    "gemm": [(lambda c: c["m"], M_BUCKETS, "m"),
+             (lambda c: np.minimum(c["n"], c["k"]), [(128, 512), (513, 2048), (2049, 65536)], "min(n,k)")],
+    "gemm_fp8": [(lambda c: c["m"], M_BUCKETS, "m")],
+    "moe": [(lambda c: c["tokens"], [(1, 64), (65, 1024), (1025, 2**40)], "tokens")],
+    "context_attention": [(lambda c: c["isl"], [(1, 256), (257, 2048), (2049, 16384)], "isl"),
+                          (lambda c: c["head_dim"], [(64, 64), (128, 128), (192, 192), (256, 256)], "head_dim")],
+    "generation_attention": [(lambda c: c["step"], [(1, 255), (256, 4095), (4096, 131071)], "kv_len"),
+                             (lambda c: c["batch"], [(1, 64), (65, 256), (257, 2048)], "batch")],
+    "allreduce": [(lambda c: c["num_gpus"], [(2, 2), (4, 4), (8, 8)], "gpus"),
+                  (lambda c: c["nbytes"], [(1, 131072), (131073, 8388608), (8388609, 2**40)], "bytes")],
+}
 
-    from ..calibration import make_gpu, predict_allreduce, predict_attention, predict_gemm, predict_gemm_fp8, predict_moe
+
+def report_json(cal) -> dict:
+    """The full result: device mapping, errors per table and by shape bucket (:data:`BUCKETS`)."""
+    from ..calibration import make_gpu, predict_all
 
     eff = {k: v for k, v in cal.efficiency.items() if k != "source"}
-    gpu = make_gpu(cal.preset, eff, cal.link or None, base="preset")
+    preds = predict_all(make_gpu(cal.preset, eff, cal.link or None, base="preset"), cal.rows)
     buckets = {}
     for kind, t in cal.rows.items():
         c, meas = t.cols, t.cols["latency_s"]
-        if kind == "gemm":
-            p = predict_gemm(gpu, t)
-            buckets[kind] = {**by_bucket(p, meas, c["m"], [(1, 16), (17, 128), (129, 512), (513, 4096), (4097, 16384)], "m"),
-                             **by_bucket(p, meas, np.minimum(c["n"], c["k"]), [(128, 512), (513, 2048), (2049, 65536)], "min(n,k)")}
-        elif kind == "gemm_fp8":
-            p = predict_gemm_fp8(gpu, t)
-            buckets[kind] = by_bucket(p, meas, c["m"], [(1, 16), (17, 128), (129, 512), (513, 4096), (4097, 16384)], "m")
-        elif kind == "moe":
-            p = predict_moe(gpu, t)
-            buckets[kind] = by_bucket(p, meas, c["tokens"], [(1, 64), (65, 1024), (1025, 2**40)], "tokens")
-        elif kind == "context_attention":
-            p = predict_attention(gpu, t, "prefill")
-            buckets[kind] = {**by_bucket(p, meas, c["isl"], [(1, 256), (257, 2048), (2049, 16384)], "isl"),
-                             **by_bucket(p, meas, c["head_dim"], [(64, 64), (128, 128), (192, 192), (256, 256)], "head_dim")}
-        elif kind == "generation_attention":
-            p = predict_attention(gpu, t, "decode")
-            buckets[kind] = {**by_bucket(p, meas, c["step"], [(1, 255), (256, 4095), (4096, 131071)], "kv_len"),
-                             **by_bucket(p, meas, c["batch"], [(1, 64), (65, 256), (257, 2048)], "batch")}
-        else:
-            p = predict_allreduce(gpu, t)
-            buckets[kind] = {**by_bucket(p, meas, c["num_gpus"], [(2, 2), (4, 4), (8, 8)], "gpus"),
-                             **by_bucket(p, meas, c["nbytes"], [(1, 131072), (131073, 8388608), (8388609, 2**40)], "bytes")}
+        buckets[kind] = {k: v for col, ranges, label in BUCKETS[kind]
+                         for k, v in by_bucket(preds[kind], meas, col(c), ranges, label).items()}
     return {"device": cal.device(), "errors": cal.errors, "errors_by_bucket": buckets, "gemm_tiles": cal.gemm_tiles,
             "sources": cal.sources, "notes": cal.notes}
 
