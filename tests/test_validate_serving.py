@@ -252,6 +252,35 @@ def test_overlapped_host_time_is_max_not_sum():
     assert tpot(step_overhead_us=1, overlap_host=True) == pytest.approx(device)
 
 
+def test_overlapped_scheduler_takes_a_late_arrival_one_step_later(tmp_path):
+    """An overlapping scheduler (``overlap_host``) decides step k+1 while step k runs: a
+    request arriving during step k first runs in step k+2. Steps last exactly 50 ms (host
+    time over a shorter device step). A arrives at 0 and runs steps [0, 50), [50, 100), ...
+    B arrives at 75 ms, during step 2: step 3 [100, 150) was already decided, so B's prefill
+    is step 4 [150, 200) and its TTFT 125 ms; without overlap it joins step 3 (TTFT
+    75 ms + its share of the longer step). A request reaching an idle engine starts at once."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 16, "output_length": 10, "hash_ids": [1]}\n'
+                     '{"timestamp": 75, "input_length": 16, "output_length": 3, "hash_ids": [2]}\n'
+                     '{"timestamp": 1000, "input_length": 16, "output_length": 3, "hash_ids": [3]}\n')
+
+    def run(**stage):
+        sc = {"name": "t", "workload": {"type": "mooncake_trace", "path": str(trace)},
+              "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
+                           "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64,
+                                     "step_overhead_us": 50_000, **stage}}]}
+        reqs = sorted(api.run(sc).requests, key=lambda r: r.arrival_time)
+        return [r.first_token_time - r.arrival_time for r in reqs]
+
+    a, b, idle = run(overlap_host=True)
+    assert a == pytest.approx(0.05)
+    assert b == pytest.approx(0.125)
+    assert idle == pytest.approx(0.05)
+    _, b_sync, _ = run()
+    step = b_sync - 0.025  # B joins step 3, which starts 25 ms after it arrives
+    assert 0.05 < step < 0.07
+
+
 def _closed_loop(concurrency, num_requests, osl, **stage):
     sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": concurrency, "isl": 16, "osl": osl,
                                     "num_requests": num_requests},

@@ -87,7 +87,10 @@ class LLMServingConfig(BaseModel):
     preparation, sampling bookkeeping and output processing; ``overlap_host`` (default
     false): whether the host prepares the next step while the GPU runs the current one
     (TensorRT-LLM's and SGLang's overlap schedulers, vLLM's ``--async-scheduling``), so a step
-    lasts ``max(device, host)``, or runs between steps (vLLM V1 default), ``device + host``;
+    lasts ``max(device, host)``, or runs between steps (vLLM V1 default), ``device + host``.
+    An overlapping scheduler decides step k+1 while step k runs, so a request that arrives
+    during step k is first scheduled in step k+2 (one step later than without overlap; an
+    idle engine takes it at once);
     ``frontend_token_us`` (default 0): CPU time of the serving front-end per output token
     (detokenization and streaming to the client in the API-server process, e.g. SGLang's
     tokenizer manager), one first-in-first-out server per replica that the engine does not
@@ -235,6 +238,10 @@ class LLMServing(Stage):
         self._fe_token = config.frontend_token_us * 1e-6
         self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
         self._busy = False
+        self._in_step = False  # a step runs on the device
+        # overlap_host: arrivals during the running step, which the next step (already
+        # decided) does not take
+        self._late: list[Sequence] = []
         self._outstanding = 0
         self.steps = 0
         self.busy_time = 0.0
@@ -263,6 +270,9 @@ class LLMServing(Stage):
             self.ctx.on_done(req)
             return
         self._outstanding += 1
+        if self._overlap and self._in_step:
+            self._late.append(Sequence(req))
+            return
         self.state.enqueue(Sequence(req))
         if not self._busy:
             # wake up after every arrival at this instant, so simultaneous requests are
@@ -284,12 +294,20 @@ class LLMServing(Stage):
 
     def unfinished(self) -> list[Request]:
         """Requests still queued or running (when a run stops at ``max_time_s``)."""
-        return [s.req for s in list(self.state.running) + list(self.state.waiting)]
+        return [s.req for s in list(self.state.running) + list(self.state.waiting) + self._late]
 
     # -- engine loop -------------------------------------------------------------------
     def _step(self) -> None:
         state = self.state
+        late, self._late = self._late, []
         batch = self.policy.schedule(state)
+        if late:
+            # arrivals during the step that just ended join the queue after this step's
+            # batch was decided (overlap_host); an engine with nothing to run takes them now
+            for seq in late:
+                state.enqueue(seq)
+            if batch is None or not batch.seqs:
+                batch = self.policy.schedule(state)
         while batch is None and not state.running and state.waiting:
             # Nothing runs and nothing ever will free memory: the head request can never
             # be scheduled by this policy. Report it rather than stall forever.
@@ -302,7 +320,7 @@ class LLMServing(Stage):
         if state.dropped:
             self._report_dropped()
         if batch is None or not batch.seqs:
-            self._busy = False
+            self._busy = self._in_step = False
             return
         b = batch
         win = (window_sums(self._window, [s.num_computed for s in b.seqs], b.num_new)
@@ -318,7 +336,7 @@ class LLMServing(Stage):
         self.tokens_computed += b.tokens
         if len(batch.seqs) > self.max_batch:
             self.max_batch = len(batch.seqs)
-        self._busy = True
+        self._busy = self._in_step = True
         self.ctx.sim.schedule(dt, self._finish_step, batch, priority=PRIORITY_COMPLETION)
 
     def _finish_step(self, batch) -> None:
