@@ -33,8 +33,9 @@ serving`` assumes; GenZ's single ``bits`` does the same); change with ``--kv-cac
 TTFT and TPOT are the means over all requests (``summary["ttft_ms"]["mean"]``,
 ``summary["tpot_ms"]["mean"]``). This plain scenario is the default (``--hermes plain``);
 ``--hermes validate`` runs each point as ``hermes validate serving`` does instead
-(``hermes_plugins.validation.serving.simulate``: per-backend engine limits, host time per
-step, a warm-up round left out of the means), when that module is present.
+(``hermes_plugins.validation.serving.simulate`` with its default protocol: each row with
+the client and engine settings it was measured with, per-backend host time per step, the
+warm-up left out of the means), when that module is present.
 
 GenZ, per point (GenZ has no H200 entry in ``Systems/system_configs``; its ``H100_GPU``
 is 989 TFLOP/s, 80 GB, 3.4 TB/s, 450 GB/s, and ``GH200_GPU`` gives 1979 TFLOP/s, which

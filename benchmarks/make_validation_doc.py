@@ -167,11 +167,14 @@ def main() -> None:
     # -- serving ---------------------------------------------------------------------
     w("## Serving (aiconfigurator silicon format, H200 SXM)\n")
     w("Measured: ai-dynamo/aiconfigurator @ 095f58a5 `systems/silicon_sample.csv`, H200 rows: "
-      "closed-loop benchmarks (aiperf, concurrency = batch_size, 20x requests after a warm-up) of vLLM, "
-      "SGLang and TensorRT-LLM; mean TTFT and mean TPOT per point. hermes runs the same protocol "
-      "(2C warm-up drained before 20 rounds that start as one burst; 3 rounds for points over 6M "
-      "sequence-steps) with a distinct prompt per request (the rows do not record prompt reuse; "
-      "see performance-model.md, section 7).\n")
+      "closed-loop benchmarks (concurrency = batch_size) of vLLM, SGLang and TensorRT-LLM; mean TTFT "
+      "and mean TPOT per point. Most rows (all but aiconfigurator's own gap-analysis runs of SGLang "
+      "and vLLM 0.12) come from InferenceMAX's result files, measured with vLLM's `benchmark_serving` "
+      "(10C prompts, lengths uniform in [0.8 L, L], 2C warm-ups in runs from 2026-01-13) and "
+      "InferenceMAX's scripts' engine settings; the gap-analysis rows with aiperf (2C warm-up, 20C "
+      "requests of fixed lengths). hermes simulates each row with its own client and settings (the "
+      "default `--protocol by-source`; 3 of the 10 or 20 rounds for points over 6M sequence-steps), "
+      "a distinct prompt per request (see performance-model.md, section 7).\n")
     f = rd / "aiconfigurator_silicon_h200.csv"
     out = OUT / "serving.csv"
     cmd, wall = hermes("validate", "serving", "--format", "aiconfigurator-silicon", rel(f, rd), "--output", str(out.relative_to(ROOT)))
@@ -197,24 +200,24 @@ def main() -> None:
         w(f"- {n} x {why}")
     w("")
 
-    # the same rows, each simulated with the client and engine settings it was measured with
-    out_b = OUT / "serving_by_source.csv"
+    # the same rows, every one simulated as an aiperf run of aiconfigurator's deployment
+    out_b = OUT / "serving_aiperf.csv"
     cmd, wall = hermes("validate", "serving", "--format", "aiconfigurator-silicon", rel(f, rd),
-                       "--protocol", "by-source", "--output", str(out_b.relative_to(ROOT)))
+                       "--protocol", "aiperf", "--output", str(out_b.relative_to(ROOT)))
     simb = [r for r in rows(out_b) if r["status"] == "simulated"]
-    w("### Each row with the client it was measured with (`--protocol by-source`)\n")
-    w("Most rows (all but aiconfigurator's own gap-analysis runs of SGLang and vLLM 0.12) come from "
-      "InferenceMAX's result files, measured with vLLM's `benchmark_serving` (10C prompts, lengths "
-      "uniform in [0.8 L, L], 2C warm-ups in runs from 2026-01-13), not aiperf, and with InferenceMAX's scripts' engine "
-      "settings; `by-source` simulates them so (performance-model.md, section 7):\n")
+    w("### Every row as an aiperf run (`--protocol aiperf`)\n")
+    w("The same rows, each simulated as aiconfigurator's own benchmark of its generated deployment "
+      "(aiperf: 2C warm-up drained before 20 rounds of fixed lengths that start as one burst; "
+      "aiconfigurator's token budgets), the client the file's header describes but most rows were "
+      "not measured with:\n")
     w(f"`{cmd}` ({wall:.0f} s wall on 2 cores)\n")
     group_table(w, simb)
     cells = []
     for metric in ("ttft", "tpot"):
         vals = np.asarray([float(r[f"{metric}_ape"]) for r in simb if r[f"{metric}_ape"]])
-        key[f"serving_{metric}_by_source"] = list(vals)
-        key[f"serving_{metric}_by_source_llama70b"] = [float(r[f"{metric}_ape"]) for r in simb
-                                                       if r["model"] == "Llama-3.1-70B" and r[f"{metric}_ape"]]
+        key[f"serving_{metric}_aiperf"] = list(vals)
+        key[f"serving_{metric}_aiperf_llama70b"] = [float(r[f"{metric}_ape"]) for r in simb
+                                                    if r["model"] == "Llama-3.1-70B" and r[f"{metric}_ape"]]
         cells.append(f"{np.median(vals):.1f} | {vals.mean():.1f}")
     w(f"| **all** | | {len(simb)} | {cells[0]} | {cells[1]} |\n")
 
@@ -267,11 +270,11 @@ def main() -> None:
         f"| H100 GEMM kernels, Vidur format, shipped defaults | <= 5 % | {med['gemm_h100']:.1f} % |",
         f"| H100 GEMM kernels, Vidur format, after `hermes calibrate` on another model's profile | <= 5 % | {med['gemm_h100_calibrated']:.1f} % |",
         f"| A100 GEMM kernels, Vidur format, defaults / calibrated | - | {med['gemm_a100']:.1f} % / {med['gemm_a100_calibrated']:.1f} % |",
-        f"| H200 serving TTFT, all simulated points | <= 10 % | {med['serving_ttft']:.1f} % (Llama-3.1-70B: {med['serving_ttft_llama70b']:.1f} %) |",
-        f"| H200 serving TPOT, all simulated points | <= 10 % | {med['serving_tpot']:.1f} % (Llama-3.1-70B: {med['serving_tpot_llama70b']:.1f} %) |",
-        f"| H200 serving TTFT / TPOT, each row with the client it was measured with (`--protocol by-source`) | <= 10 % | "
-        f"{med['serving_ttft_by_source']:.1f} % / {med['serving_tpot_by_source']:.1f} % (Llama-3.1-70B: "
-        f"{med['serving_ttft_by_source_llama70b']:.1f} % / {med['serving_tpot_by_source_llama70b']:.1f} %) |",
+        f"| H200 serving TTFT, all simulated points, each with the client it was measured with | <= 10 % | {med['serving_ttft']:.1f} % (Llama-3.1-70B: {med['serving_ttft_llama70b']:.1f} %) |",
+        f"| H200 serving TPOT, all simulated points, each with the client it was measured with | <= 10 % | {med['serving_tpot']:.1f} % (Llama-3.1-70B: {med['serving_tpot_llama70b']:.1f} %) |",
+        f"| H200 serving TTFT / TPOT, every row as an aiperf run (`--protocol aiperf`) | <= 10 % | "
+        f"{med['serving_ttft_aiperf']:.1f} % / {med['serving_tpot_aiperf']:.1f} % (Llama-3.1-70B: "
+        f"{med['serving_ttft_aiperf_llama70b']:.1f} % / {med['serving_tpot_aiperf_llama70b']:.1f} %) |",
         "",
         "Where the model misses, and why (details in [performance-model.md](performance-model.md)):\n",
         "- **Vidur GEMMs** are a median 14 % slower than the vLLM 0.24.0 kernels the defaults are fitted "
@@ -289,19 +292,26 @@ def main() -> None:
         "(`gemm_compute_fp8`, 10.0 % median APE on 18,615 rows with their activation quantization), "
         "not the bf16 share of 0.85 that hermes used for them before, which made prefill-sized FP8 "
         "GEMMs about 1.5x too fast. That moves every FP8 row: the Llama-3.1-70B rows, which come from "
-        "InferenceMAX's result files, fit under `--protocol by-source` (InferenceMAX's client and "
-        "scripts: TTFT median APE vLLM 26.1 % to 4.7 %, TensorRT-LLM 16.3 % to 12.4 %) and no longer "
-        "under the default aiperf protocol (vLLM 8.1 % to 33.3 %, TensorRT-LLM 18.4 % to 38.3 %), whose "
-        "budgets for them were identified on their TTFT with the faster GEMMs. "
+        "InferenceMAX's result files, fit with their own client and scripts (TTFT median APE vLLM "
+        "26.1 % to 4.7 %, TensorRT-LLM 16.3 % to 12.4 %) and no longer under `--protocol aiperf` "
+        "(vLLM 8.1 % to 33.3 %, TensorRT-LLM 18.4 % to 38.3 %), whose budgets for them were "
+        "identified on their TTFT with the faster GEMMs. "
         "Per engine the measured FP8 GEMMs differ by up to 1.4x at the same shapes (H200 tables of "
         "SGLang, TensorRT-LLM and vLLM 0.14/0.18: 0.7-1.4x the fitted model).",
+        "- **Overlapping schedulers** (vLLM's async scheduling, TensorRT-LLM's overlap scheduler) decide "
+        "step k+1 while step k runs, so a request arriving during step k starts in step k+2; modelled "
+        "so, the TTFT median APE of all rows goes from 36.8 % to 32.7 % (gpt-oss-120b vLLM 32.0 % to "
+        "25.5 %, MiniMax-M2.5 50.8 % to 44.3 %). What is left on the MoE reasoning models is prefill: "
+        "gpt-oss-120b's measured TTFT falls 2.3-3.0x from TP1 to TP8 where the model's prefill falls "
+        "4.7x, MiniMax-M2.5's TP4 TTFT is 0.55x at every length, and gpt-oss-120b on TensorRT-LLM is "
+        "about 100 ms over the model at TP8 at every concurrency, unexplained.",
         "- **Serving TTFT** depends on how the benchmark's clients bunch their requests, which the data "
         "do not record: the measured phase starts as one burst and, with equal lengths, the bunches "
         "persist in a deterministic simulation, so TTFT is too high at low concurrency and too low at "
         "high concurrency. Simulating aiperf's own protocol (warm-up drained, 20 rounds) brought "
         "TensorRT-LLM's TTFT from 37 % to 22 %, and sizing its KV cache as TensorRT-LLM does (0.9 of "
-        "the memory left after the weights, not of all memory) to 18 %. The engines' token budget per step, which the rows "
-        "do not record either, follows each row's provenance: the Llama-3.1-70B vLLM rows predate "
+        "the memory left after the weights, not of all memory) to 18 %. The engines' token budget per step under the aiperf "
+        "protocol, which the rows do not record either, follows each row's provenance: the Llama-3.1-70B vLLM rows predate "
         "aiconfigurator's vLLM rule and fit `C + isl + 500` (TTFT 37 % to 8 % with the bf16-share FP8 "
         "GEMMs), the MiniMax-M2.5 rows "
         "ran the stock vLLM image with its 8192 default (41 % to 18 %). TPOT of Llama-3.1-70B is within 5 % (9 % with the measured FP8 "

@@ -171,7 +171,7 @@ def test_bad_cell_names_file_line_and_column(tmp_path):
 def test_scenario_mapping_follows_the_documented_assumptions():
     points = {p.id: p for p in S.read_points(DATA)}
     trt = points["2026_04_06_llama_3_1_70b_h200_sxm_trtllm_fp8_agg_1024x1024_c4_tp8_ep1_917"]
-    sc, plan = S.scenario_for(trt)
+    sc, plan = S.scenario_for(trt, protocol="aiperf")
     st = sc["clients"][0]["stage"]
     # aiperf as aiconfigurator runs it: 2C warm-up drained before 20C measured requests,
     # prompts drawn (shuffled) from its 100 default dataset entries
@@ -180,7 +180,7 @@ def test_scenario_mapping_follows_the_documented_assumptions():
     assert (plan.warmup, plan.measured_rounds, plan.num_requests) == (8, 20, 88)
     assert st["prefix_caching"] is False
     # --prompt-reuse: aiperf's 100 default dataset entries, each engine's default caching
-    reuse, _ = S.scenario_for(trt, prompt_reuse=True)
+    reuse, _ = S.scenario_for(trt, prompt_reuse=True, protocol="aiperf")
     assert reuse["workload"]["num_prompts"] == 100 and reuse["workload"]["prompt_sampling"] == "shuffle"
     assert reuse["clients"][0]["stage"]["prefix_caching"] is False  # TensorRT-LLM: no block reuse
     assert sc["clients"][0]["device"] == {"type": "gpu", "preset": "h200_sxm"}
@@ -190,13 +190,15 @@ def test_scenario_mapping_follows_the_documented_assumptions():
     assert st["overlap_host"] is True
     # TensorRT-LLM sizes its KV cache from the memory left after weights and activations
     assert st["kv_cache_free_memory_fraction"] == 0.9
-    sc, _ = S.scenario_for(trt, limits="defaults", kv="bf16")
+    sc, _ = S.scenario_for(trt, limits="defaults", kv="bf16", protocol="aiperf")
     st = sc["clients"][0]["stage"]
     assert st["max_num_batched_tokens"] == 8192 and st["precision"]["kv_cache"] == "bf16"
     vllm = next(p for p in points.values() if p.backend == "vllm")
-    assert S.scenario_for(vllm)[0]["clients"][0]["stage"]["prefix_caching"] is False
-    assert "kv_cache_free_memory_fraction" not in S.scenario_for(vllm)[0]["clients"][0]["stage"]
-    assert S.scenario_for(vllm, prompt_reuse=True)[0]["clients"][0]["stage"]["prefix_caching"] is True
+    assert S.scenario_for(vllm, protocol="aiperf")[0]["clients"][0]["stage"]["prefix_caching"] is False
+    assert "kv_cache_free_memory_fraction" not in S.scenario_for(vllm, protocol="aiperf")[0]["clients"][0]["stage"]
+    assert S.scenario_for(vllm, prompt_reuse=True, protocol="aiperf")[0]["clients"][0]["stage"]["prefix_caching"] is True
+    # InferenceMAX's client sends distinct random prompts: --prompt-reuse leaves its rows alone
+    assert S.scenario_for(vllm, prompt_reuse=True)[0]["clients"][0]["stage"]["prefix_caching"] is False
     # long points run 3 measured rounds; the burst round keeps its weight of 1/20
     long = S.plan_for(128, 8192)
     assert (long.warmup, long.measured_rounds, long.num_requests) == (256, 3, 640)
@@ -223,9 +225,10 @@ def _vllm_point(source: str, isl: int = 1024, c: int = 4) -> S.Point:
     ("db-dump/2026-04-27; measured=2026-03-01T00:00:00.000Z; vllm/vllm-openai:v0.16.0", 8192),
 ])
 def test_vllm_budget_follows_the_rows_provenance(source, budget):
+    """Under the aiperf protocol (aiconfigurator's deployments)."""
     p = _vllm_point(source)
-    assert S.scenario_for(p)[0]["clients"][0]["stage"]["max_num_batched_tokens"] == budget
-    assert S.scenario_for(p, limits="defaults")[0]["clients"][0]["stage"]["max_num_batched_tokens"] == 8192
+    assert S.scenario_for(p, protocol="aiperf")[0]["clients"][0]["stage"]["max_num_batched_tokens"] == budget
+    assert S.scenario_for(p, limits="defaults", protocol="aiperf")[0]["clients"][0]["stage"]["max_num_batched_tokens"] == 8192
 
 
 def test_measured_date_reads_the_data_source_field():
@@ -540,8 +543,8 @@ def test_by_source_protocol_takes_inferencemax_rows_as_inferencemax_ran_them():
     in [0.8 L, L], no warm-up before 2026-01-13, 2C after) and its scripts' engine settings;
     aiconfigurator's gap-analysis rows and rows without a source stay on aiperf."""
     trt = _trt_point(IMAX_2025)
-    assert S.benchmark_of(trt) == "aiperf"  # the default protocol: aiperf for every row
-    assert S.benchmark_of(trt, "by-source") == "inferencemax"
+    assert S.benchmark_of(trt, "aiperf") == "aiperf"
+    assert S.benchmark_of(trt, "by-source") == S.benchmark_of(trt) == "inferencemax"  # the default
     assert S.benchmark_of(_vllm_point(GAP), "by-source") == "aiperf"
     assert S.benchmark_of(_vllm_point(""), "by-source") == "aiperf"
     sc, plan = S.scenario_for(trt, protocol="by-source")
@@ -587,9 +590,10 @@ def test_by_source_gpt_oss_runs_the_scripts_moe_kernels_and_expert_parallelism()
     assert vllm_oss("2026-03-27")["moe_kernel"] == "marlin"
     assert "moe_kernel" not in vllm_oss("2025-11-02")
     assert "ep" not in vllm_oss("2026-03-27")["parallelism"]
-    # the default protocol keeps the aiconfigurator deployment: no script settings
+    # the aiperf protocol keeps the aiconfigurator deployment: no script settings
     assert "moe_kernel" not in S.scenario_for(dataclasses.replace(
-        _vllm_point("measured=2026-03-27"), model_path="openai/gpt-oss-120b"))[0]["clients"][0]["stage"]
+        _vllm_point("measured=2026-03-27"), model_path="openai/gpt-oss-120b"),
+        protocol="aiperf")[0]["clients"][0]["stage"]
 
 
 def test_marlin_moe_kernel_takes_its_own_fitted_factors():

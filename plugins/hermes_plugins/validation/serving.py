@@ -11,9 +11,12 @@ closed-loop benchmark: ``batch_size`` clients, each sending a prompt of ``isl`` 
 the benchmark's requests: aiconfigurator benchmarks with ``aiperf profile --concurrency C
 --num-requests 20C --warmup-request-count 2C --extra-inputs ignore_eos:true --streaming``
 (its ``generator/config/backend_templates/benchmark/bench_run.sh.j2``) and compares its
-mean-field estimates with these numbers; aiperf's TPOT (inter-token latency) is, like
-vLLM's ``benchmark_serving`` ``mean_tpot_ms``, ``(latency - ttft) / (output tokens - 1)``
-per request, averaged over requests. hermes computes both the same way.
+mean-field estimates with these numbers, but most rows of the file come from InferenceMAX's
+result files, measured with vLLM's ``benchmark_serving`` (:func:`benchmark_of`; the
+default ``by-source`` protocol simulates each row with its own client). aiperf's TPOT
+(inter-token latency) is, like vLLM's ``benchmark_serving`` ``mean_tpot_ms``, ``(latency -
+ttft) / (output tokens - 1)`` per request, averaged over requests. hermes computes both the
+same way.
 
 For every row hermes can model, :func:`scenario_for` builds a scenario (a ``closed_loop``
 workload on one ``llm_serving`` replica, the engine limits of :data:`ENGINES`), runs it and
@@ -602,6 +605,10 @@ def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]
 #: name aiconfigurator's gap analysis as InferenceMAX (SemiAnalysisAI/InferenceX) runs
 #: (:func:`benchmark_of`).
 PROTOCOLS = ("aiperf", "by-source")
+#: The protocol ``hermes validate serving`` runs unless told otherwise: each row with the
+#: client it was measured with. On the 491 H200 rows it scores TTFT / TPOT median APE 32.7 /
+#: 9.3 % against 39.1 / 9.6 % for aiperf everywhere (docs/validation.md).
+DEFAULT_PROTOCOL = "by-source"
 
 #: InferenceMAX's client (InferenceX ``benchmarks/benchmark_lib.sh`` and the per-model
 #: scripts it calls, SemiAnalysisAI/InferenceX @ 843c6254): vLLM's ``benchmark_serving.py``
@@ -620,7 +627,7 @@ INFERENCEMAX_WARMUP_SINCE = datetime.date(2026, 1, 13)
 INFERENCEMAX_MARLIN_SINCE = datetime.date(2026, 1, 2)
 
 
-def benchmark_of(p: Point, protocol: str = "aiperf") -> str:
+def benchmark_of(p: Point, protocol: str = DEFAULT_PROTOCOL) -> str:
     """``"aiperf"`` or ``"inferencemax"``: the client a row is simulated with under
     ``protocol`` (:data:`PROTOCOLS`). Under ``by-source`` a row whose
     ``silicon_data_source`` is empty or names aiconfigurator's gap analysis
@@ -698,13 +705,14 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
 
 def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigurator",
                  kv: str = "auto", prompt_reuse: bool = False,
-                 tables: dict[str, str] | None = None, protocol: str = "aiperf") -> tuple[dict[str, Any], Plan]:
+                 tables: dict[str, str] | None = None, protocol: str = DEFAULT_PROTOCOL) -> tuple[dict[str, Any], Plan]:
     """``(scenario dict, plan)`` for a supported row, with the engine limits ``limits`` (one
     of :data:`ENGINE_LIMITS`), KV-cache dtype ``kv`` (one of :data:`KV_CACHE_DTYPES`) and
-    ``rounds`` measured rounds (default :func:`plan_for`). ``prompt_reuse``: the clients
-    draw their prompts from aiperf's :data:`DATASET_ENTRIES` default dataset entries and the
-    engine runs its default prefix caching (:attr:`EngineProfile.prefix_caching`); off
-    (default), every request has a prompt of its own. ``tables``: measured operator tables
+    ``rounds`` measured rounds (default :func:`plan_for`). ``prompt_reuse``: the clients of
+    an aiperf row draw their prompts from aiperf's :data:`DATASET_ENTRIES` default dataset
+    entries and the engine runs its default prefix caching
+    (:attr:`EngineProfile.prefix_caching`); off (default), and always for an InferenceMAX
+    row, every request has a prompt of its own. ``tables``: measured operator tables
     per backend (:func:`device_for`). ``protocol`` (:data:`PROTOCOLS`): an InferenceMAX row
     (:func:`benchmark_of`) gets that benchmark's client (:func:`inferencemax_plan`, lengths
     uniform in ``[0.8 L, L]``) and its script's engine settings (:func:`inferencemax_stage`,
@@ -773,7 +781,7 @@ class Options:
     kv: str = "auto"
     prompt_reuse: bool = False
     tables: tuple[tuple[str, str], ...] = ()
-    protocol: str = "aiperf"
+    protocol: str = DEFAULT_PROTOCOL
 
 
 def simulate(p: Point, opts: Options = Options(), sources: dict | None = None) -> tuple[float, float]:
@@ -978,18 +986,18 @@ listed with the reason. Prints the median and mean absolute percentage error (AP
 TTFT and mean TPOT per model, backend and system and overall, and writes one CSV row per
 file row (predicted, measured, APE, or the reason it was not simulated).
 
-Each point is simulated as the benchmark ran (aiconfigurator's bench_run.sh with aiperf):
-2C warm-up requests, drained before 20 measured rounds of C requests start as one burst.
+Each point is simulated as the benchmark that measured it ran (--protocol by-source, the
+default). Rows from InferenceMAX's result files: vLLM's benchmark_serving with 10C prompts,
+lengths uniform in [0.8 L, L], 2C warm-ups from 2026-01-13, and the engine settings of its
+scripts (see docs/performance-model.md). Rows of aiconfigurator's own gap analysis (and rows
+without a source), and every row under --protocol aiperf: aiconfigurator's bench_run.sh with
+aiperf, 2C warm-up requests drained before 20 measured rounds of C requests start as one
+burst.
 Points whose 22 x C x osl exceeds 6M sequence-steps run 3 measured rounds instead, the
 first (burst) round weighted 1/20 in the means as in the benchmark. --rounds R sets the
 measured rounds of every point. The file does not record whether prompts repeated: by
-default every request has a distinct prompt; --prompt-reuse draws them from aiperf's 100
-default dataset entries, with each engine's default prefix caching.
-
---protocol by-source simulates the rows that come from InferenceMAX's result files (the
-silicon_data_source of the rest names aiconfigurator's gap analysis) as InferenceMAX ran
-them: vLLM's benchmark_serving with 10C prompts, lengths uniform in [0.8 L, L], 2C warm-ups
-from 2026-01-13, and the engine settings of its scripts (see docs/performance-model.md).
+default every request has a distinct prompt; --prompt-reuse draws the aiperf rows' prompts
+from aiperf's 100 default dataset entries, with each engine's default prefix caching.
 
 --device-tables BACKEND=PATH prices that backend's rows on the gpu_profiled device: the
 operators PATH's aiconfigurator tables measured (e.g. the fused MoE layer of the same
@@ -1019,17 +1027,18 @@ column says, per operator kind, how many came from the tables.
               help="KV-cache precision; auto: the backend's default (TensorRT-LLM: fp8 for FP8 "
                    "checkpoints; vLLM, SGLang: bf16).")
 @click.option("--prompt-reuse/--no-prompt-reuse", default=False, show_default=True,
-              help="Clients draw prompts from aiperf's 100 default dataset entries and engines "
-                   "run their default prefix caching (vLLM, SGLang on; TensorRT-LLM off, as "
-                   "aiconfigurator configures it). Default: every request a distinct prompt.")
+              help="The aiperf rows' clients draw prompts from aiperf's 100 default dataset "
+                   "entries and engines run their default prefix caching (vLLM, SGLang on; "
+                   "TensorRT-LLM off, as aiconfigurator configures it). Default: every request "
+                   "a distinct prompt (InferenceMAX's rows always).")
 @click.option("--device-tables", "device_tables", multiple=True, metavar="BACKEND=PATH",
               help="Price BACKEND's rows from the aiconfigurator operator tables in PATH (a "
                    "directory or file; gpu_profiled device, the analytic model outside the "
                    "tables). Repeatable, one per backend.")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default="aiperf", show_default=True,
-              help="Benchmark client simulated: aiperf (aiconfigurator's, every row) or "
-                   "by-source (rows from InferenceMAX's result files with InferenceMAX's "
-                   "client and its scripts' engine settings; the rest with aiperf).")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
+              help="Benchmark client simulated: by-source (rows from InferenceMAX's result "
+                   "files with InferenceMAX's client and its scripts' engine settings; the "
+                   "rest with aiperf) or aiperf (aiconfigurator's, every row).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Points simulated in parallel processes (default: the CPUs available).")
 def serving_command(file: Path, fmt: str, filters: tuple[str, ...], output: Path,
