@@ -300,8 +300,9 @@ def main() -> None:
         "SGLang, TensorRT-LLM and vLLM 0.14/0.18: 0.7-1.4x the fitted model).",
         "- **Overlapping schedulers** (vLLM's async scheduling, TensorRT-LLM's overlap scheduler) decide "
         "step k+1 while step k runs, so a request arriving during step k starts in step k+2; modelled "
-        "so, the TTFT median APE of all rows goes from 36.8 % to 32.7 % (gpt-oss-120b vLLM 32.0 % to "
-        "25.5 %, MiniMax-M2.5 50.8 % to 44.3 %). What is left on the MoE reasoning models is prefill: "
+        "so (SGLang's overlap scheduler too, whose host time still adds to each step), the TTFT median "
+        "APE of all rows goes from 36.8 % to 31.2 % (gpt-oss-120b vLLM 32.0 % to 25.5 %, MiniMax-M2.5 "
+        "50.8 % to 44.3 %, SGLang Llama-3.1-8B 48.7 % to 40.7 %). What is left on the MoE reasoning models is prefill: "
         "gpt-oss-120b's measured TTFT falls 2.3-3.0x from TP1 to TP8 where the model's prefill falls "
         "4.7x, MiniMax-M2.5's TP4 TTFT is 0.55x at every length, and gpt-oss-120b on TensorRT-LLM is "
         "about 100 ms over the model at TP8 at every concurrency, unexplained.",

@@ -255,10 +255,10 @@ def test_overlapped_host_time_is_max_not_sum():
     assert tpot(step_overhead_us=1, overlap_host=True) == pytest.approx(device)
 
 
-def test_overlapped_scheduler_takes_a_late_arrival_one_step_later(tmp_path):
-    """An overlapping scheduler (``overlap_host``) decides step k+1 while step k runs: a
-    request arriving during step k first runs in step k+2. Steps last exactly 50 ms (host
-    time over a shorter device step). A arrives at 0 and runs steps [0, 50), [50, 100), ...
+def test_scheduling_ahead_takes_a_late_arrival_one_step_later(tmp_path):
+    """A scheduler that schedules ahead (``schedule_ahead``, by default ``overlap_host``)
+    decides step k+1 while step k runs: a request arriving during step k first runs in step
+    k+2. With ``overlap_host`` steps last exactly 50 ms (host time over a shorter device step). A arrives at 0 and runs steps [0, 50), [50, 100), ...
     B arrives at 75 ms, during step 2: step 3 [100, 150) was already decided, so B's prefill
     is step 4 [150, 200) and its TTFT 125 ms; without overlap it joins step 3 (TTFT
     75 ms + its share of the longer step). A request reaching an idle engine starts at once."""
@@ -282,6 +282,14 @@ def test_overlapped_scheduler_takes_a_late_arrival_one_step_later(tmp_path):
     _, b_sync, _ = run()
     step = b_sync - 0.025  # B joins step 3, which starts 25 ms after it arrives
     assert 0.05 < step < 0.07
+    # schedule_ahead apart from overlap_host: host time still added, B one step later
+    _, b_ahead, _ = run(schedule_ahead=True)
+    assert 0.05 < b_ahead - b_sync < 0.07
+    assert run(overlap_host=True, schedule_ahead=False)[1] == pytest.approx(0.075)
+    # SGLang's overlap scheduler schedules ahead; its host time adds to the GPU's
+    sg = S.scenario_for(dataclasses.replace(_vllm_point(GAP), backend="sglang"))[0]["clients"][0]["stage"]
+    assert sg["schedule_ahead"] is True and sg["overlap_host"] is False
+    assert "schedule_ahead" not in S.scenario_for(_vllm_point(GAP))[0]["clients"][0]["stage"]
 
 
 def _closed_loop(concurrency, num_requests, osl, **stage):

@@ -88,9 +88,12 @@ class LLMServingConfig(BaseModel):
     false): whether the host prepares the next step while the GPU runs the current one
     (TensorRT-LLM's and SGLang's overlap schedulers, vLLM's ``--async-scheduling``), so a step
     lasts ``max(device, host)``, or runs between steps (vLLM V1 default), ``device + host``.
-    An overlapping scheduler decides step k+1 while step k runs, so a request that arrives
-    during step k is first scheduled in step k+2 (one step later than without overlap; an
-    idle engine takes it at once);
+    ``schedule_ahead`` (default: as ``overlap_host``): whether the scheduler decides step
+    k+1 while step k runs (vLLM's async scheduling, TensorRT-LLM's and SGLang's overlap
+    schedulers), so a request that arrives during step k is first scheduled in step k+2 (one
+    step later than a scheduler that works between steps; an idle engine takes it at once).
+    Set it apart from ``overlap_host`` for an engine that schedules ahead but whose host work
+    per step still adds to the GPU's (SGLang's rows in ``hermes validate serving``);
     ``frontend_token_us`` (default 0): CPU time of the serving front-end per output token
     (detokenization and streaming to the client in the API-server process, e.g. SGLang's
     tokenizer manager), one first-in-first-out server per replica that the engine does not
@@ -124,6 +127,7 @@ class LLMServingConfig(BaseModel):
     step_overhead_us: float = Field(0.0, ge=0)
     seq_overhead_us: float = Field(0.0, ge=0)
     overlap_host: bool = False
+    schedule_ahead: bool | None = None
     frontend_token_us: float = Field(0.0, ge=0)
     moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
@@ -235,11 +239,12 @@ class LLMServing(Stage):
         self._overhead = config.step_overhead_us * 1e-6
         self._seq_overhead = config.seq_overhead_us * 1e-6
         self._overlap = config.overlap_host
+        self._ahead = config.overlap_host if config.schedule_ahead is None else config.schedule_ahead
         self._fe_token = config.frontend_token_us * 1e-6
         self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
         self._busy = False
         self._in_step = False  # a step runs on the device
-        # overlap_host: arrivals during the running step, which the next step (already
+        # schedule_ahead: arrivals during the running step, which the next step (already
         # decided) does not take
         self._late: list[Sequence] = []
         self._outstanding = 0
@@ -270,7 +275,7 @@ class LLMServing(Stage):
             self.ctx.on_done(req)
             return
         self._outstanding += 1
-        if self._overlap and self._in_step:
+        if self._ahead and self._in_step:
             self._late.append(Sequence(req))
             return
         self.state.enqueue(Sequence(req))
@@ -303,7 +308,7 @@ class LLMServing(Stage):
         batch = self.policy.schedule(state)
         if late:
             # arrivals during the step that just ended join the queue after this step's
-            # batch was decided (overlap_host); an engine with nothing to run takes them now
+            # batch was decided (schedule_ahead); an engine with nothing to run takes them now
             for seq in late:
                 state.enqueue(seq)
             if batch is None or not batch.seqs:

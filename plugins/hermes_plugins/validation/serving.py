@@ -241,6 +241,14 @@ HOST_TIME: dict[str, tuple[float, float, bool]] = {
 #: at TP4 76.5 % -> 57.7 %, TP1 and TP2 unchanged (44 %, 63 %).
 FRONTEND_TOKEN_US: dict[str, float] = {"sglang": 50.0}
 
+#: Engines whose scheduler decides step k+1 while step k runs, whatever ``overlap_host``
+#: says of their host time (``llm_serving`` field ``schedule_ahead``): SGLang's overlap
+#: scheduler (``event_loop_overlap``, on by default in 0.5.6: it receives requests, forms and
+#: launches batch k+1, then processes batch k's result), so a request arriving during step k
+#: runs in step k+2. Its host time per sequence still adds to the GPU's (:data:`HOST_TIME`).
+#: vLLM with async scheduling and TensorRT-LLM schedule ahead through ``overlap_host``.
+SCHEDULES_AHEAD = ("sglang",)
+
 #: vLLM version from which async scheduling is on by default: the scheduler prepares step
 #: k+1 while the GPU runs step k, so host time overlaps the GPU (``max(gpu, host)``, as
 #: TensorRT-LLM's overlap scheduler). Async scheduling came in vLLM 0.10 behind
@@ -606,8 +614,8 @@ def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]
 #: (:func:`benchmark_of`).
 PROTOCOLS = ("aiperf", "by-source")
 #: The protocol ``hermes validate serving`` runs unless told otherwise: each row with the
-#: client it was measured with. On the 491 H200 rows it scores TTFT / TPOT median APE 32.7 /
-#: 9.3 % against 39.1 / 9.6 % for aiperf everywhere (docs/validation.md).
+#: client it was measured with. On the 491 H200 rows it scores TTFT / TPOT median APE 31.2 /
+#: 9.2 % against 37.3 / 9.6 % for aiperf everywhere (docs/validation.md).
 DEFAULT_PROTOCOL = "by-source"
 
 #: InferenceMAX's client (InferenceX ``benchmarks/benchmark_lib.sh`` and the per-model
@@ -758,6 +766,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "step_overhead_us": HOST_TIME[p.backend][0],
                 "seq_overhead_us": HOST_TIME[p.backend][1],
                 "overlap_host": overlaps_host(p),
+                **({"schedule_ahead": True} if p.backend in SCHEDULES_AHEAD else {}),
                 "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
                 "prefix_caching": reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
