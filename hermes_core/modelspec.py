@@ -14,8 +14,21 @@ MXFP4-quantized routed experts (``quantization_config.quant_method = "mxfp4"``),
 key RMSNorm (Qwen3's per-head norm; MiniMax-M2's per-layer norm over all heads, whose
 squared sums a tensor-parallel shard all-reduces: ``use_qk_norm`` / ``qk_norm_type``). gpt-oss's
 attention sinks (one learned logit per head added to the softmax) and biases are a
-negligible share of the work and are not priced. Multi-head latent attention
-(DeepSeek-V2/V3) is not modelled yet and raises :class:`~hermes_core.errors.ConfigError`.
+negligible share of the work and are not priced.
+
+Multi-head latent attention (MLA: DeepSeek-V2/V3/R1 and their derivatives, ``kv_lora_rank``
+in ``config.json``) is modelled as the serving engines run it (DeepSeek-V2 paper, arXiv
+2405.04434, section 2.1; vLLM ``MLACommonImpl``, SGLang ``DeepseekV2AttentionMLA``): the
+queries go through a low-rank down/up projection (``q_a_proj`` to ``q_lora_rank``, then
+``q_b_proj`` to ``heads x (qk_nope + qk_rope)``), the keys and values through a shared
+latent of ``kv_lora_rank`` plus one decoupled RoPE key of ``qk_rope_head_dim``
+(``kv_a_proj_with_mqa``), which is all the KV cache keeps: ``kv_lora_rank + qk_rope_head_dim``
+elements per token and layer, the same on every tensor-parallel device (the latent is not
+split by head). ``kv_b_proj`` up-projects the latent to each head's key (``qk_nope``) and
+value (``v_head_dim``). Prefill runs as multi-head attention over the up-projected keys and
+values; decode absorbs ``kv_b_proj`` into the query and output ("weight absorption") and
+attends over the latent directly, a multi-query attention with ``kv_lora_rank +
+qk_rope_head_dim``-wide keys and ``kv_lora_rank``-wide values (:class:`AttentionWork`).
 """
 
 from __future__ import annotations
@@ -60,6 +73,30 @@ class Operator:
     ep: int = 1
 
 
+@dataclass(frozen=True)
+class AttentionWork:
+    """Per-device work of one attention layer, per phase, as multiples of the batch sums the
+    step cost model keeps (query-key pairs, K/V tokens read, query tokens):
+
+    * ``*_flop_per_pair``: FLOP per (query, key) pair, QK^T plus PV over all local heads;
+    * ``*_kv_elems``: elements of K/V read per context token (``kv`` dtype for decode and a
+      standard KV cache; MLA prefill reads its up-projected keys and values in the
+      activation dtype, ``prefill_kv_in_act``);
+    * ``*_q_elems``: activation elements per query token moved in and out (queries in,
+      outputs out).
+
+    Standard (GQA) attention: ``4 h_q d`` FLOP per pair, ``2 h_kv d`` K/V elements per token
+    and ``2 h_q d`` query elements in both phases. MLA: see the module docstring."""
+
+    prefill_flop_per_pair: float
+    prefill_kv_elems: float
+    prefill_q_elems: float
+    decode_flop_per_pair: float
+    decode_kv_elems: float
+    decode_q_elems: float
+    prefill_kv_in_act: bool = False
+
+
 #: ``model_type`` values whose architecture normalises each head's queries and keys
 #: (``q_norm``/``k_norm`` in the Hugging Face modelling code) without a config flag.
 QK_NORM_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe"})
@@ -101,6 +138,14 @@ class ModelSpec:
     #: token (vLLM ``per_token_group_quant_fp8``, SGLang ``sglang_per_token_group_quant_fp8``)
     #: before the block-scaled kernel. ``0``: no block-FP8 weights.
     fp8_block: int = 0
+    #: multi-head latent attention (0: standard attention): query and KV latent ranks
+    #: (``q_lora_rank`` 0: queries projected directly, as in DeepSeek-V2-Lite), each head's
+    #: key split into a non-rotary and a rotary part, and its value width
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -109,14 +154,12 @@ class ModelSpec:
     def from_hf_config(cls, cfg: dict[str, Any], name: str = "", source: str = "") -> ModelSpec:
         """Build from a parsed ``config.json``.
 
-        Raises :class:`ConfigError` naming the missing field, or for architectures hermes
-        cannot model (multi-head latent attention).
+        Raises :class:`ConfigError` naming the missing field, or a multi-head latent
+        attention config without one of its dimensions.
         """
         where = source or name or "config.json"
         if "text_config" in cfg and "hidden_size" not in cfg:
             cfg = {**cfg["text_config"], "architectures": cfg.get("architectures")}
-        if cfg.get("kv_lora_rank") or cfg.get("q_lora_rank"):
-            raise ConfigError(f"{where}: multi-head latent attention (kv_lora_rank) is not supported yet")
 
         def need(key: str) -> Any:
             if key not in cfg or cfg[key] is None:
@@ -170,6 +213,16 @@ class ModelSpec:
                 raise ConfigError(f"{where}: 'quantization_config.weight_block_size' must be two positive "
                                   f"ints [block_n, block_k], got {block!r}")
             fp8_block = block[1]
+        mla = {}
+        if cfg.get("kv_lora_rank"):
+            mla = {"kv_lora_rank": int(cfg["kv_lora_rank"]), "q_lora_rank": int(cfg.get("q_lora_rank") or 0)}
+            for key in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
+                mla[key] = int(need(key))
+                if mla[key] <= 0:
+                    raise ConfigError(f"{where}: '{key}' must be a positive width for multi-head latent attention, "
+                                      f"got {mla[key]}")
+            # the query/key width per head (what head_dim means for the attention scores)
+            head_dim = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"]
         qk_norm = ""
         if cfg.get("use_qk_norm"):
             qk_norm = "per_layer" if cfg.get("qk_norm_type") == "per_layer" else "per_head"
@@ -183,7 +236,7 @@ class ModelSpec:
             num_experts=n_exp, experts_per_token=top_k, moe_intermediate=moe_inter,
             shared_expert_intermediate=shared, moe_layers=moe_layers, sliding_window=window,
             sliding_layers=sliding, expert_weights=expert_weights, qk_norm=qk_norm, fp8_block=fp8_block,
-            source=source, raw=cfg,
+            source=source, raw=cfg, **mla,
         )
 
     @classmethod
@@ -209,6 +262,8 @@ class ModelSpec:
         """Parameter counts: ``{"total", "active", "embedding"}`` (active = per token)."""
         h, d = self.hidden, self.head_dim
         attn = h * (self.heads + 2 * self.kv_heads) * d + self.heads * d * h
+        if self.is_mla:
+            attn = self._mla_replicated_params() + self._mla_split_params()
         dense_mlp = 3 * h * self.intermediate
         n_moe = len(self.moe_layers)
         n_dense = self.layers - n_moe
@@ -216,11 +271,50 @@ class ModelSpec:
         shared = 3 * h * self.shared_expert_intermediate
         moe_total = self.num_experts * expert + shared + h * self.num_experts
         moe_active = self.experts_per_token * expert + shared + h * self.num_experts
-        norms = 2 * h
+        norms = 2 * h + (self.q_lora_rank + self.kv_lora_rank if self.is_mla else 0)
         emb = self.vocab * h * (1 if self.tie_word_embeddings else 2)
         total = self.layers * (attn + norms) + n_dense * dense_mlp + n_moe * moe_total + emb + h
         active = self.layers * (attn + norms) + n_dense * dense_mlp + n_moe * moe_active + emb + h
         return {"total": total, "active": active, "embedding": emb}
+
+    @property
+    def is_mla(self) -> bool:
+        """Whether the model uses multi-head latent attention."""
+        return self.kv_lora_rank > 0
+
+    def _mla_replicated_params(self) -> int:
+        """Per layer: the MLA down-projections every tensor-parallel device holds whole
+        (``q_a_proj`` and ``kv_a_proj_with_mqa``; vLLM/SGLang ``ReplicatedLinear``)."""
+        h = self.hidden
+        q_a = h * self.q_lora_rank if self.q_lora_rank else 0
+        return q_a + h * (self.kv_lora_rank + self.qk_rope_head_dim)
+
+    def _mla_split_params(self) -> int:
+        """Per layer: the MLA projections split over tensor-parallel devices by head
+        (``q_b_proj`` or ``q_proj``, ``kv_b_proj``, ``o_proj``)."""
+        h, H = self.hidden, self.heads
+        qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+        q = (self.q_lora_rank or h) * H * qk
+        return q + self.kv_lora_rank * H * (self.qk_nope_head_dim + self.v_head_dim) + H * self.v_head_dim * h
+
+    def attention_work(self, tp: int = 1) -> AttentionWork:
+        """Per-device attention work constants of one layer at tensor-parallel degree
+        ``tp`` (:class:`AttentionWork`). MLA (``h`` = heads per device, ``r`` =
+        ``kv_lora_rank``, ``p`` = ``qk_rope_head_dim``, ``n`` = ``qk_nope_head_dim``, ``v`` =
+        ``v_head_dim``): prefill ``2 h (n + p + v)`` FLOP per pair over up-projected keys
+        and values of ``h (n + p + v)`` activation elements per token; decode (absorbed)
+        ``2 h (2 r + p)`` FLOP per pair over ``r + p`` cached elements per token, queries
+        of ``h (r + p)`` in and outputs of ``h r`` out."""
+        hq = self.heads // tp
+        if self.is_mla:
+            r, p, n, v = self.kv_lora_rank, self.qk_rope_head_dim, self.qk_nope_head_dim, self.v_head_dim
+            return AttentionWork(
+                prefill_flop_per_pair=2.0 * hq * (n + p + v), prefill_kv_elems=hq * (n + p + v),
+                prefill_q_elems=hq * (n + p + v), decode_flop_per_pair=2.0 * hq * (2 * r + p),
+                decode_kv_elems=r + p, decode_q_elems=hq * (2 * r + p), prefill_kv_in_act=True)
+        hkv = max(1, self.kv_heads // tp)
+        d = self.head_dim
+        return AttentionWork(4.0 * hq * d, 2.0 * hkv * d, 2.0 * hq * d, 4.0 * hq * d, 2.0 * hkv * d, 2.0 * hq * d)
 
     @property
     def full_attention_layers(self) -> int:
@@ -235,9 +329,15 @@ class ModelSpec:
         those keep at most ``sliding_window`` tokens per sequence (vLLM's hybrid KV-cache
         manager frees the blocks that leave the window; TensorRT-LLM keeps a pool per window
         size), a fixed few MB per sequence that hermes does not reserve. A model whose every
-        layer slides keeps them all in ``L`` (a conservative capacity)."""
-        kvh = max(1, self.kv_heads // tp)
+        layer slides keeps them all in ``L`` (a conservative capacity).
+
+        Multi-head latent attention caches ``L/pp * (kv_lora_rank + qk_rope_head_dim) *
+        bytes`` per token on every device, whatever ``tp`` (the latent is shared by all
+        heads, so each tensor-parallel device keeps all of it)."""
         layers = self.full_attention_layers or self.layers
+        if self.is_mla:
+            return (layers / pp) * (self.kv_lora_rank + self.qk_rope_head_dim) * kv_dtype_bytes
+        kvh = max(1, self.kv_heads // tp)
         return 2.0 * (layers / pp) * kvh * self.head_dim * kv_dtype_bytes
 
     def check_parallelism(self, tp: int, pp: int, where: str, ep: int = 1) -> None:
@@ -254,7 +354,7 @@ class ModelSpec:
                 raise ConfigError(f"{where}.ep: {self.num_experts} experts do not split over ep={ep}")
         if self.heads % tp:
             raise ConfigError(f"{where}.tp: {self.heads} attention heads do not split over tp={tp}")
-        if self.kv_heads % tp and tp % self.kv_heads:
+        if not self.is_mla and self.kv_heads % tp and tp % self.kv_heads:
             raise ConfigError(f"{where}.tp: {self.kv_heads} KV heads do not split over tp={tp}")
         if pp > self.layers:
             raise ConfigError(f"{where}.pp: pp={pp} exceeds the model's {self.layers} layers")
@@ -271,10 +371,11 @@ class ModelSpec:
         h, d = self.hidden, self.head_dim
         hq = self.heads // tp
         hkv = max(1, self.kv_heads // tp)
-        ops = [
-            Operator("input_norm", "memory", elems_per_token=2 * h),
-            Operator("qkv_proj", "gemm", n=(hq + 2 * hkv) * d, k=h),
-        ]
+        ops = [Operator("input_norm", "memory", elems_per_token=2 * h)]
+        if self.is_mla:
+            ops += self._mla_operators(tp)
+        else:
+            ops.append(Operator("qkv_proj", "gemm", n=(hq + 2 * hkv) * d, k=h))
         if self.qk_norm:
             # one RMSNorm kernel each on q and k (read and write); a per-layer norm spans
             # all heads, so a TP shard all-reduces the two squared sums per token
@@ -282,11 +383,19 @@ class ModelSpec:
                     Operator("k_norm", "memory", elems_per_token=2 * hkv * d)]
             if self.qk_norm == "per_layer" and tp > 1:
                 ops.append(Operator("qk_norm_allreduce", "allreduce", elems_per_token=2))
-        ops += [
-            Operator("rope", "memory", elems_per_token=2 * (hq + hkv) * d),
-            Operator("attention", "attention", heads=hq, kv_heads=hkv, head_dim=d),
-            Operator("o_proj", "gemm", n=h, k=hq * d),
-        ]
+        if self.is_mla:
+            p = self.qk_rope_head_dim
+            ops += [
+                Operator("rope", "memory", elems_per_token=2 * (hq + 1) * p),
+                Operator("attention", "attention", heads=hq, kv_heads=1, head_dim=d),
+                Operator("o_proj", "gemm", n=h, k=hq * self.v_head_dim),
+            ]
+        else:
+            ops += [
+                Operator("rope", "memory", elems_per_token=2 * (hq + hkv) * d),
+                Operator("attention", "attention", heads=hq, kv_heads=hkv, head_dim=d),
+                Operator("o_proj", "gemm", n=h, k=hq * d),
+            ]
         if tp > 1:
             ops.append(Operator("attn_allreduce", "allreduce", elems_per_token=h))
         ops += [
@@ -316,6 +425,27 @@ class ModelSpec:
         ops.append(Operator("mlp_residual_add", "memory", elems_per_token=3 * h))
         return ops
 
+    def _mla_operators(self, tp: int) -> list[Operator]:
+        """The projections of a multi-head latent attention layer before RoPE, per device:
+        the fused down-projection ``[q_a_proj; kv_a_proj_with_mqa]`` (replicated, vLLM's
+        ``fused_qkv_a_proj``), the latent RMSNorms, ``q_b_proj`` and ``kv_b_proj`` (split by
+        head). ``kv_b_proj`` is priced once per token in both phases: prefill up-projects
+        the new tokens' keys and values with it, decode applies the same weights to the
+        query and the output (weight absorption, the same FLOP and weights per token)."""
+        h, hq = self.hidden, self.heads // tp
+        r, q = self.kv_lora_rank, self.q_lora_rank
+        qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+        ops = [Operator("qkv_a_proj", "gemm", n=q + r + self.qk_rope_head_dim, k=h)]
+        if q:
+            ops += [Operator("q_a_norm", "memory", elems_per_token=2 * q),
+                    Operator("kv_a_norm", "memory", elems_per_token=2 * r),
+                    Operator("q_b_proj", "gemm", n=hq * qk, k=q)]
+        else:
+            ops += [Operator("kv_a_norm", "memory", elems_per_token=2 * r),
+                    Operator("q_proj", "gemm", n=hq * qk, k=h)]
+        ops.append(Operator("kv_b_proj", "gemm", n=hq * (self.qk_nope_head_dim + self.v_head_dim), k=r))
+        return ops
+
     def head_operators(self, tp: int = 1) -> tuple[list[Operator], list[Operator]]:
         """``(input_ops, output_ops)`` run once per forward pass: the embedding gather on all
         scheduled tokens, and the final norm plus LM head on sampled tokens only."""
@@ -336,12 +466,15 @@ class ModelSpec:
                                 expert_dtype_bytes: float | None = None) -> float:
         """Weight bytes on one device (layers split over ``pp``, matrices over ``tp``;
         embedding and LM head vocab-parallel on the first / last stage, counted here on the
-        busiest stage). ``expert_dtype_bytes``: bytes per routed-expert weight when the
-        experts are stored in another precision (default: ``weight_dtype_bytes``)."""
+        busiest stage; MLA's latent down-projections whole on every device).
+        ``expert_dtype_bytes``: bytes per routed-expert weight when the experts are stored
+        in another precision (default: ``weight_dtype_bytes``)."""
         p = self.params()
         experts = self.expert_params()
         eb = weight_dtype_bytes if expert_dtype_bytes is None else expert_dtype_bytes
         body = ((p["total"] - p["embedding"] - experts) * weight_dtype_bytes + experts * eb) / pp / tp
+        if self.is_mla:  # the latent down-projections are whole on every device
+            body += self.layers * self._mla_replicated_params() * weight_dtype_bytes / pp * (1 - 1 / tp)
         emb = self.vocab * self.hidden / tp
         head = 0 if self.tie_word_embeddings else emb
         extra = emb + head if pp == 1 else max(emb, head)

@@ -353,10 +353,79 @@ def test_qk_norm_operators():
     assert ModelSpec.from_hf_config({**cfg, "use_qk_norm": True}).qk_norm == "per_head"
 
 
-def test_multi_head_latent_attention_is_refused(tmp_path):
-    cfg = json.loads((CATALOG / "llama-3.1-8b.json").read_text())
-    cfg["kv_lora_rank"] = 512
-    with pytest.raises(ConfigError, match="kv_lora_rank"):
+# -- multi-head latent attention (DeepSeek-V3 / R1) --------------------------------------
+def test_deepseek_v3_params_match_the_published_671b_and_37b_active():
+    """Per layer (h = 7168, 128 heads, q_lora 1536, kv_lora 512, rope 64, nope 128, v 128):
+    q_a 7168*1536 = 11,010,048; q_b 1536*128*192 = 37,748,736; kv_a 7168*576 = 4,128,768;
+    kv_b 512*128*256 = 16,777,216; o 128*128*7168 = 117,440,512; norms 2*7168 + 1536 + 512.
+    Layers 0-2 dense (3*7168*18432); 58 MoE layers of 256 experts of 3*7168*2048 plus one
+    shared expert of the same width and a 7168x256 router; embedding + LM head 2*129280*7168.
+    The model card: 671B total, 37B activated (the MTP module's 14B are not in the model)."""
+    s = spec("deepseek-v3")
+    assert s.is_mla and (s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.v_head_dim) == (1536, 512, 64, 128)
+    attn = 11_010_048 + 37_748_736 + 4_128_768 + 16_777_216 + 117_440_512
+    norms = 2 * 7168 + 1536 + 512
+    expert = 3 * 7168 * 2048
+    moe = 256 * expert + expert + 7168 * 256
+    emb = 2 * 129_280 * 7168
+    total = 61 * (attn + norms) + 3 * 3 * 7168 * 18432 + 58 * moe + emb + 7168
+    p = s.params()
+    assert p["total"] == total
+    assert p["active"] == total - 58 * 248 * expert
+    assert_close(p["total"], 671e9, rel=0.01)
+    assert_close(p["active"], 37e9, rel=0.02)
+    assert spec("deepseek-r1").params() == p
+
+
+def test_mla_caches_the_latent_once_per_device_whatever_tp():
+    s = spec("deepseek-v3")
+    # 61 layers * (512 latent + 64 RoPE key) * 2 bytes, not split by tensor parallelism
+    assert s.kv_bytes_per_token(2, tp=1) == s.kv_bytes_per_token(2, tp=8) == 61 * 576 * 2 == 70_272
+    assert s.kv_bytes_per_token(1, tp=8, pp=2) == 30.5 * 576
+
+
+def test_mla_layer_operators_at_tp8():
+    ops = {op.name: op for op in spec("deepseek-v3").layer_operators(tp=8, moe=True)}
+    # fused down-projection, whole on every device: 1536 + 512 + 64 = 2112 outputs
+    assert (ops["qkv_a_proj"].n, ops["qkv_a_proj"].k) == (2112, 7168)
+    # 16 heads per device: q_b 16*192, kv_b 16*(128+128) from the 512 latent, o from 16*128
+    assert (ops["q_b_proj"].n, ops["q_b_proj"].k) == (3072, 1536)
+    assert (ops["kv_b_proj"].n, ops["kv_b_proj"].k) == (4096, 512)
+    assert (ops["o_proj"].n, ops["o_proj"].k) == (7168, 2048)
+    assert (ops["q_a_norm"].elems_per_token, ops["kv_a_norm"].elems_per_token) == (2 * 1536, 2 * 512)
+    assert ops["attention"].heads == 16
+    # moe_intermediate 2048 over 8 devices; the shared expert too
+    assert (ops["moe_experts"].n, ops["moe_experts"].experts, ops["moe_experts"].top_k) == (256, 256, 8)
+    assert ops["shared_gate_up_proj"].n == 512 and ops["shared_down_proj"].k == 256
+    # the split projections over 8 devices plus the replicated one add up to the layer
+    split = sum(op.n * op.k for name, op in ops.items() if name in ("q_b_proj", "kv_b_proj", "o_proj"))
+    assert split * 8 == 37_748_736 + 16_777_216 + 117_440_512
+    dense = [op.name for op in spec("deepseek-v3").layer_operators(tp=8, moe=False)]
+    assert dense[-5:] == ["gate_up_proj", "act_mul", "down_proj", "mlp_allreduce", "mlp_residual_add"]
+
+
+def test_mla_attention_work_per_phase():
+    w = spec("deepseek-v3").attention_work(tp=8)
+    # prefill: multi-head attention over up-projected K (192) and V (128) of 16 heads
+    assert (w.prefill_flop_per_pair, w.prefill_kv_elems, w.prefill_q_elems) == (2 * 16 * 320, 16 * 320, 16 * 320)
+    assert w.prefill_kv_in_act
+    # decode (absorbed): scores over 576-wide latent keys, values 512 wide, 16 heads
+    assert (w.decode_flop_per_pair, w.decode_kv_elems, w.decode_q_elems) == (2 * 16 * 1088, 576, 16 * 1088)
+    g = spec("llama-3.1-70b").attention_work(tp=8)  # 8 query heads, 1 KV head of 128
+    assert (g.prefill_flop_per_pair, g.decode_kv_elems, g.decode_q_elems) == (4 * 8 * 128, 2 * 128, 2 * 8 * 128)
+
+
+def test_mla_weights_per_device_keep_the_down_projections_whole():
+    s = spec("deepseek-v3")
+    base = (s.params()["total"] - s.params()["embedding"]) / 8 + 2 * 129_280 * 7168 / 8
+    replicated = 61 * (11_010_048 + 4_128_768) * 7 / 8
+    assert s.weight_bytes_per_device(1, tp=8, pp=1) == pytest.approx(base + replicated)
+
+
+def test_mla_config_without_a_width_names_the_field(tmp_path):
+    cfg = json.loads((CATALOG / "deepseek-v3.json").read_text())
+    del cfg["v_head_dim"]
+    with pytest.raises(ConfigError, match="v_head_dim"):
         ModelSpec.from_file(_write(tmp_path, cfg))
 
 

@@ -282,3 +282,56 @@ def test_expert_parallelism_that_does_not_split_is_refused(ep, tp, match):
         moe.check_parallelism(tp, 1, "stage.parallelism", ep)
     with pytest.raises(ConfigError, match=r"\.ep: expert parallelism needs a MoE model"):
         ModelSpec.from_hf_config(TINY_MODEL, name="dense").check_parallelism(2, 1, "stage.parallelism", 2)
+
+
+# tiny multi-head latent attention model: 4 heads, q_lora 64, kv_lora 32, RoPE 16, nope 32, v 32
+TINY_MLA = {**TINY_MODEL, "num_key_value_heads": 4, "q_lora_rank": 64, "kv_lora_rank": 32,
+            "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32}
+
+
+def mla_cost():
+    spec = ModelSpec.from_hf_config(TINY_MLA, name="tiny-mla")
+    topo = Topology.single_switch(["d0"], 1e11, 0.0)
+    return StepCostModel(spec, ToyDevice(ToyConfig()), 1, 1, "bf16", "bf16", "bf16", topo, ["d0"], 2048, 64)
+
+
+def mla_layer_linear(T):
+    t = T * 2 * 256 * 2 / BW              # input norm
+    t += gemm(T, 64 + 32 + 16, 256)       # fused q_a + kv_a down-projection
+    t += T * 2 * 64 * 2 / BW + T * 2 * 32 * 2 / BW  # q_a and kv_a RMSNorms
+    t += gemm(T, 4 * 48, 64)              # q_b: 4 heads of 32 + 16
+    t += gemm(T, 4 * 64, 32)              # kv_b: 4 heads of key 32 + value 32
+    t += T * 2 * (4 + 1) * 16 * 2 / BW    # RoPE on the queries' and the shared key's 16 dims
+    t += gemm(T, 256, 4 * 32)             # o_proj from 4 values of 32
+    t += T * 3 * 256 * 2 / BW + T * 2 * 256 * 2 / BW  # residual add, post-attention norm
+    t += gemm(T, 2 * 512, 256) + T * 3 * 512 * 2 / BW + gemm(T, 256, 512) + T * 3 * 256 * 2 / BW
+    return t
+
+
+def test_mla_decode_reads_the_latent_cache():
+    """Absorbed MLA decode: per (query, key) pair 2 * 4 heads * (2 * 32 + 16) FLOP; per
+    cached token the 32 + 16 latent elements (2 bytes); per query 4 * (32 + 16) in and
+    4 * 32 out."""
+    ctx = [99, 499]
+    kv = sum(c + 1 for c in ctx)
+    attn = rl(2 * 4 * 80 * kv, kv * 48 * 2 + 2 * 4 * 80 * 2)
+    expected = 2 * (mla_layer_linear(2) + attn) + 2 * 2 * 256 * 2 / BW + head(2)
+    t, _, _ = mla_cost().step(2, 2, 0, 0, 0, 2, kv)
+    assert t == pytest.approx(expected, rel=1e-12)
+
+
+def test_mla_prefill_attends_over_up_projected_keys_and_values():
+    """MLA prefill as multi-head attention: 2 * 4 heads * (48 + 32) FLOP per pair, keys of
+    48 and values of 32 per head read in bf16, queries and outputs of as many."""
+    T = 1000
+    pairs = T * (T + 1) // 2
+    attn = rl(2 * 4 * 80 * pairs, T * 4 * 80 * 2 + T * 4 * 80 * 2)
+    expected = 2 * (mla_layer_linear(T) + attn) + T * 2 * 256 * 2 / BW + head(1)
+    t, _, _ = mla_cost().step(T, 1, pairs, T, T, 0, 0)
+    assert t == pytest.approx(expected, rel=1e-12)
+
+
+def test_operators_per_forward_count_every_layer_and_the_head(cost):
+    # 11 operators per tiny layer (norm, qkv, rope, attention, o, add, norm, gate_up, act,
+    # down, add: 11) x 2 layers, plus embedding, final norm and LM head
+    assert cost.ops_per_forward == 2 * 11 + 3

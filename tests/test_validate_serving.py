@@ -55,7 +55,7 @@ def test_sample_supported_rows_are_simulated(sample_result):
     simulated = [r for r in rows if r["status"] == "simulated"]
     assert sorted(r["model"] for r in simulated) == sorted([
         "Llama-3.1-70B", "Llama-3.1-70B", "Qwen3-235B-A22B-FP8", "Qwen3-235B-A22B-FP8",
-        "Llama-3.1-8B-Instruct-FP8", "gpt-oss-120b"])
+        "Llama-3.1-8B-Instruct-FP8", "gpt-oss-120b", "DeepSeek-V3"])
     for r in simulated:
         for m in ("ttft", "tpot"):
             assert r[f"{m}_predicted"] > 0 and math.isfinite(r[f"{m}_predicted"])
@@ -65,12 +65,12 @@ def test_sample_supported_rows_are_simulated(sample_result):
 def test_sample_unsupported_rows_are_reported_with_reasons(sample_result):
     _, (rows, unsupported) = sample_result
     reasons = {r["id"]: r["reason"] for r in rows if r["status"] != "simulated"}
-    assert len(unsupported) == len(reasons) == 4
+    assert len(unsupported) == len(reasons) == 3
     assert {rid for rid, _ in unsupported} == set(reasons)
     text = "\n".join(reasons.values())
     assert "disaggregated serving (mode=disagg)" in text
-    assert "deepseek-ai/DeepSeek-V3: multi-head latent attention" in text
-    assert "deepseek-ai/DeepSeek-R1: multi-head latent attention" in text
+    # DeepSeek-R1 with multi-head latent attention is modelled; its attention DP is not
+    assert "attention data parallelism (attention_dp_size=8) is not modelled" in text
     assert "inconsistent parallelism: tp_size x attention_dp_size = 1 GPUs for attention but moe_tp_size x moe_ep_size = 2" in text
     # expert parallelism inside the TP group is simulated (moe_tp 1 x moe_ep 2 = tp 2)
     ep = next(r for r in rows if r["id"].endswith("2000x500_c16_tp2_epnone_16"))
@@ -83,11 +83,11 @@ def test_cli_on_sample_prints_tables_and_writes_csv(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "TTFT (mean per point): predicted vs measured" in proc.stdout
     assert "TPOT (mean per point): predicted vs measured" in proc.stdout
-    assert "rows not simulated: 4 of 10" in proc.stdout
+    assert "rows not simulated: 3 of 10" in proc.stdout
     assert "overall" in proc.stdout and "Llama-3.1-70B" in proc.stdout
     rows = _rows(out)
     assert len(rows) == 10
-    assert sum(r["status"] == "simulated" for r in rows) == 6
+    assert sum(r["status"] == "simulated" for r in rows) == 7
     assert all(r["reason"] for r in rows if r["status"] != "simulated")
     assert {"ttft_predicted", "ttft_measured", "ttft_ape", "tpot_predicted", "tpot_measured", "tpot_ape"} <= set(rows[0])
 
@@ -253,6 +253,25 @@ def test_overlapped_host_time_is_max_not_sum():
     assert tpot(step_overhead_us=50_000) == pytest.approx(0.05 + device)
     assert tpot(seq_overhead_us=50_000, overlap_host=True) == pytest.approx(0.05)  # one sequence
     assert tpot(step_overhead_us=1, overlap_host=True) == pytest.approx(device)
+
+
+def test_eager_prefill_steps_wait_for_the_host_to_launch_every_operator():
+    """``eager_op_us``: a step with a prefill chunk runs without CUDA graphs, so it lasts at
+    least ``eager_op_us x`` the forward pass's operators (Llama-3.1-8B: 32 layers x 11 + the
+    embedding, final norm and LM head = 355); decode-only steps are unaffected."""
+    def run(**stage):
+        sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": 1, "isl": 16, "osl": 6,
+                                        "num_requests": 1},
+              "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
+                           "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64, **stage}}]}
+        r = api.run(sc).requests[0]
+        return r.first_token_time - r.arrival_time, (r.finish_time - r.first_token_time) / (r.generated_tokens - 1)
+
+    ttft, tpot = run()
+    assert ttft < 0.02
+    eager_ttft, eager_tpot = run(eager_op_us=1000)
+    assert eager_ttft == pytest.approx(355 * 1e-3)
+    assert eager_tpot == pytest.approx(tpot)
 
 
 def test_scheduling_ahead_takes_a_late_arrival_one_step_later(tmp_path):
@@ -476,6 +495,7 @@ def test_device_tables_bad_spec_is_one_clear_error(spec, msg):
 def test_cli_device_tables_says_which_rows_used_them(tmp_path):
     out = tmp_path / "serving.csv"
     proc = _validate_cli(str(DATA), "--output", str(out), "--jobs", "1", "--filter", "backend=sglang",
+                         "--filter", "model_path=Qwen/Qwen3-235B-A22B-FP8",
                          "--device-tables", f"sglang={MOE_TABLES / 'sglang_0.5.6.post2'}")
     assert proc.returncode == 0, proc.stderr
     assert "sglang: 1 points on gpu_profiled" in " ".join(proc.stdout.split())
@@ -659,3 +679,26 @@ def test_shipped_marlin_fit_holds_on_its_table_and_on_the_held_out_shape():
     slow = moe_layer_time(dev, tok, 2880, 2880, 128, 4, "mxfp4", kernel="marlin")[0]
     fast = moe_layer_time(dev, tok, 2880, 2880, 128, 4, "mxfp4")[0]
     assert 1.5 < slow / fast < 2.5
+
+
+def test_deepseek_rows_run_with_their_inferencemax_scripts_settings():
+    """DeepSeek-R1 (multi-head latent attention) on the InferenceMAX scripts: TensorRT-LLM
+    (``dsr1_fp8_h200_trt_slurm.sh``) with expert parallelism over the TP group, an FP8 KV
+    cache in 0.75 of the free memory and ``max_num_tokens = C + isl + 64`` rounded up to 64;
+    SGLang (``dsr1_fp8_h200.sh``) with a 32768-token chunked prefill and
+    ``--mem-fraction-static 0.82``."""
+    src = "source_file=2026-03-25.csv; model=DeepSeek-R1; measured=2026-01-14T22:26:21Z"
+    p = dataclasses.replace(_vllm_point(src, c=16), backend="trtllm", model_path="deepseek-ai/DeepSeek-R1",
+                            moe_tp=1, moe_ep=8)
+    assert S.unsupported_reason(p) is None
+    st = S.scenario_for(p)[0]["clients"][0]["stage"]
+    assert st["model"] == "deepseek-r1"
+    assert st["parallelism"] == {"tp": 8, "pp": 1, "ep": 8}
+    assert st["precision"]["kv_cache"] == "fp8" and st["kv_cache_free_memory_fraction"] == 0.75
+    assert st["max_num_batched_tokens"] == 1152  # 16 + 1024 + 64 = 1104 -> 1152
+    sg = S.scenario_for(dataclasses.replace(p, backend="sglang", model_path="deepseek-ai/DeepSeek-V3",
+                                            moe_tp=8, moe_ep=1))[0]["clients"][0]["stage"]
+    assert sg["model"] == "deepseek-v3"
+    assert (sg["max_num_batched_tokens"], sg["gpu_memory_utilization"]) == (32768, 0.82)
+    kimi = dataclasses.replace(p, model_path="moonshotai/Kimi-K2.5")
+    assert "INT4 weight-only" in S.unsupported_reason(kimi)

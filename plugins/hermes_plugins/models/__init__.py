@@ -35,6 +35,8 @@ HF_REPOS: dict[str, str] = {
     "qwen3-235b-a22b-fp8": "Qwen/Qwen3-235B-A22B-FP8",
     "minimax-m2.5": "MiniMaxAI/MiniMax-M2.5",
     "gpt-oss-120b": "openai/gpt-oss-120b",
+    "deepseek-v3": "deepseek-ai/DeepSeek-V3",
+    "deepseek-r1": "deepseek-ai/DeepSeek-R1",
 }
 
 

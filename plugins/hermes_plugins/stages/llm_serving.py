@@ -94,6 +94,10 @@ class LLMServingConfig(BaseModel):
     step later than a scheduler that works between steps; an idle engine takes it at once).
     Set it apart from ``overlap_host`` for an engine that schedules ahead but whose host work
     per step still adds to the GPU's (SGLang's rows in ``hermes validate serving``);
+    ``eager_op_us`` (default 0): host time to launch one operator of a step that holds a
+    prefill chunk, which engines run without CUDA graphs (SGLang, TensorRT-LLM's PyTorch
+    backend): such a step lasts at least ``eager_op_us x`` the operators of one forward pass
+    (:attr:`StepCostModel.ops_per_forward`);
     ``frontend_token_us`` (default 0): CPU time of the serving front-end per output token
     (detokenization and streaming to the client in the API-server process, e.g. SGLang's
     tokenizer manager), one first-in-first-out server per replica that the engine does not
@@ -128,6 +132,7 @@ class LLMServingConfig(BaseModel):
     seq_overhead_us: float = Field(0.0, ge=0)
     overlap_host: bool = False
     schedule_ahead: bool | None = None
+    eager_op_us: float = Field(0.0, ge=0)
     frontend_token_us: float = Field(0.0, ge=0)
     moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
@@ -241,6 +246,7 @@ class LLMServing(Stage):
         self._overlap = config.overlap_host
         self._ahead = config.overlap_host if config.schedule_ahead is None else config.schedule_ahead
         self._fe_token = config.frontend_token_us * 1e-6
+        self._eager = config.eager_op_us * 1e-6 * self.cost.ops_per_forward
         self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
         self._busy = False
         self._in_step = False  # a step runs on the device
@@ -332,6 +338,10 @@ class LLMServing(Stage):
                if self._window else None)
         dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv,
                                     len(b.seqs) - b.dec_n, window=win)
+        if b.pf_q and self._eager:
+            # a step with prefill runs without CUDA graphs: the GPU waits for the host to
+            # launch every operator of the forward pass
+            dt = max(dt, self._eager)
         host = self._overhead + self._seq_overhead * len(b.seqs)
         dt = max(dt, host) if self._overlap else dt + host
         self.steps += 1

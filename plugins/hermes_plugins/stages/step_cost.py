@@ -17,7 +17,9 @@ with ``L`` layers per stage, plus the embedding gather on the first stage. Atten
 * decode FLOP ``F_d = 4 * h_q * d * sum_i (c_i + 1)``, bytes ``B_d = sum_i (c_i + 1) *
   kv_tok + 2 * n * h_q * d * act``,
 
-where ``kv_tok = 2 * h_kv * d * kv_bytes`` per device. Sliding-window layers (window
+where ``kv_tok = 2 * h_kv * d * kv_bytes`` per device. Multi-head latent attention has
+its own constants per phase (:meth:`hermes_core.ModelSpec.attention_work`): prefill over
+up-projected keys and values, decode over the cached latent. Sliding-window layers (window
 ``W``) price the same formulas on the pairs and K/V within the window: a decode reads
 ``min(c + 1, W)`` tokens; a chunk's query at position ``j`` sees ``min(j + 1, W)`` keys and
 the chunk reads ``min(c + q, q + W - 1)`` K/V tokens (:func:`window_sums`); the ``L``
@@ -138,9 +140,15 @@ class StepCostModel:
         self.linear = lps * ((1 - moe_share) * dense_t + moe_share * moe_t)
         self.linear_flops = lps * ((1 - moe_share) * dense_f + moe_share * moe_f)
         self.linear_bytes = lps * ((1 - moe_share) * dense_b + moe_share * moe_b)
+        n_dense = len(model.layer_operators(tp, moe=False))
+        n_moe_ops = len(model.layer_operators(tp, moe=True, ep=ep)) if n_moe else 0
+        #: operators of one forward pass over all ``pp`` stages (each launches at least one
+        #: kernel): the host-side launch work of a step that runs without CUDA graphs
+        self.ops_per_forward = layers * ((1 - moe_share) * n_dense + moe_share * n_moe_ops)
         inputs, outputs = model.head_operators(tp)
         # embedding (first stage) and final norm + LM head (last stage) run once per step
         self.embed, _, self.embed_bytes = ops_time(inputs, T)
+        self.ops_per_forward += len(inputs) + len(outputs)
         S = np.arange(max_seqs + 1)
         self.head, self.head_flops, self.head_bytes = ops_time(outputs, S)
         # pipeline hand-off: activations of T tokens to the next stage
@@ -149,17 +157,20 @@ class StepCostModel:
             self.p2p = np.where(T > 0, topology.p2p_time(a, b, T * model.hidden * act_b, device.collective_latency), 0.0)
         else:
             self.p2p = np.zeros(len(T))
-        # attention constants (per device, per layer)
+        # attention constants (per device, per layer), per phase (they differ for MLA)
         hq = model.heads // tp
         hkv = max(1, model.kv_heads // tp)
         d = model.head_dim
-        self.attn_flop_per_pair = 4.0 * hq * d
-        self.kv_tok = 2.0 * hkv * d * dtype_bytes(kv_cache)
-        self.q_bytes = 2.0 * hq * d * act_b
+        w = model.attention_work(tp)
+        kv_b = dtype_bytes(kv_cache)
+        self.attn_flop_per_pair = {"prefill": w.prefill_flop_per_pair, "decode": w.decode_flop_per_pair}
+        self.kv_tok = {"prefill": w.prefill_kv_elems * (act_b if w.prefill_kv_in_act else kv_b),
+                       "decode": w.decode_kv_elems * kv_b}
+        self.q_bytes = {"prefill": w.prefill_q_elems * act_b, "decode": w.decode_q_elems * act_b}
         self.kv_dtype = kv_cache
-        # devices priced from measured kernel tables look attention up by shape
+        # devices priced from measured kernel tables look (standard) attention up by shape
         self._shape = ({"heads": hq, "kv_heads": hkv, "head_dim": d, "kv_dtype": kv_cache}
-                       if getattr(device, "accepts_attention_shape", False) else None)
+                       if getattr(device, "accepts_attention_shape", False) and not model.is_mla else None)
         self.max_tokens, self.max_seqs = max_tokens, max_seqs
 
     def _moe(self, op, tokens, weights, act_b):
@@ -228,11 +239,11 @@ class StepCostModel:
         """``(seconds, flops, bytes)`` of one layer's attention launches (prefill chunks and
         decodes) on one device."""
         dev = self.device
-        fpp = self.attn_flop_per_pair
+        fpp, kv_tok, q_bytes = self.attn_flop_per_pair, self.kv_tok, self.q_bytes
         t = fl = by = 0.0
         if pf_q:
-            f = fpp * pf_pairs
-            b = pf_kv * self.kv_tok + pf_q * self.q_bytes
+            f = fpp["prefill"] * pf_pairs
+            b = pf_kv * kv_tok["prefill"] + pf_q * q_bytes["prefill"]
             if self._shape is None:
                 t += float(dev.attention_time(f, b, "prefill", self.adt))
             else:
@@ -240,8 +251,8 @@ class StepCostModel:
                                               kv_tokens=pf_kv, pairs=pf_pairs, **self._shape))
             fl += f; by += b
         if dec_n:
-            f = fpp * dec_kv
-            b = dec_kv * self.kv_tok + dec_n * self.q_bytes
+            f = fpp["decode"] * dec_kv
+            b = dec_kv * kv_tok["decode"] + dec_n * q_bytes["decode"]
             if self._shape is None:
                 t += float(dev.attention_time(f, b, "decode", self.adt))
             else:

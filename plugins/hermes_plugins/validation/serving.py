@@ -93,6 +93,8 @@ MODELS: dict[str, str] = {
     "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b",
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
     "openai/gpt-oss-120b": "gpt-oss-120b",
+    "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "deepseek-ai/DeepSeek-R1": "deepseek-r1",
 }
 
 #: Checkpoints whose precision is fixed by the checkpoint, not by the row's
@@ -107,9 +109,7 @@ CHECKPOINT_PRECISION: dict[str, tuple[str, str]] = {
 
 #: Why models that are not in the catalog cannot simply be added to it.
 UNSUPPORTED_MODELS: dict[str, str] = {
-    "deepseek-ai/DeepSeek-V3": "multi-head latent attention (MLA) is not modelled",
-    "deepseek-ai/DeepSeek-R1": "multi-head latent attention (MLA) is not modelled",
-    "moonshotai/Kimi-K2.5": "multi-head latent attention (MLA) is not modelled",
+    "moonshotai/Kimi-K2.5": "INT4 weight-only (W4A16) routed experts are not modelled",
     "zhipuai/GLM-5": "multi-head latent attention with DeepSeek sparse attention is not modelled",
     "Qwen/Qwen3.5-397B-A17B": "hybrid linear attention (Gated DeltaNet layers) is not modelled",
 }
@@ -675,12 +675,16 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
       same), ``no-enable-prefix-caching``, ``--gpu-memory-utilization 0.9`` (MiniMax 0.95),
       ``kv-cache-dtype fp8`` for Llama-3.3-70B-FP8; gpt-oss rows measured from
       :data:`INFERENCEMAX_MARLIN_SINCE` ``moe_kernel: marlin`` (``VLLM_MXFP4_USE_MARLIN=1``);
-    * TensorRT-LLM (``70b_fp8_h200_trt_slurm.sh``, ``gptoss_fp4_h200_trt*.sh``): no chunked
-      prefill (the LLM API default), ``max_num_tokens`` 16384 (Llama) or 20000 (gpt-oss),
-      gpt-oss ``--max_batch_size C``, ``free_gpu_memory_fraction 0.85`` and ``--ep_size``
-      equal to the TP degree (expert parallelism over the TP group, ``parallelism.ep``), and for
-      Llama 1k/1k below TP 8 ``batch_wait_timeout_iters 20``,
-      ``batch_wait_max_tokens_ratio 0.9`` (see :class:`GuaranteedNoEvictConfig`).
+    * TensorRT-LLM (``70b_fp8_h200_trt_slurm.sh``, ``gptoss_fp4_h200_trt*.sh``,
+      ``dsr1_fp8_h200_trt*.sh``): no chunked prefill (the LLM API default), ``max_num_tokens``
+      16384 (Llama), 20000 (gpt-oss) or ``C + isl + 64`` rounded up to 64 (DeepSeek-R1),
+      gpt-oss ``--max_batch_size C``, ``free_gpu_memory_fraction`` 0.85 (gpt-oss) or 0.75 with
+      an FP8 KV cache (DeepSeek-R1), ``--ep_size`` equal to the TP degree for both (expert
+      parallelism over the TP group, ``parallelism.ep``), and for Llama 1k/1k below TP 8
+      ``batch_wait_timeout_iters 20``, ``batch_wait_max_tokens_ratio 0.9`` (see
+      :class:`GuaranteedNoEvictConfig`);
+    * SGLang (``dsr1_fp8_h200.sh``): ``--chunked-prefill-size 32768``,
+      ``--mem-fraction-static 0.82``, ``--disable-radix-cache``.
 
     Every row: ``max_model_len`` ``isl + osl + 256`` (the scripts' ``isl + osl + 20`` to
     ``+ 256``). ``kv_cache`` is the precision's KV-cache dtype. Settings the scripts leave
@@ -703,11 +707,19 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
             st["max_num_batched_tokens"] = 16384
             if p.isl == 1024 and p.osl == 1024 and (p.tp or 1) < 8:
                 batching.update(batch_wait_timeout_iters=20, batch_wait_max_tokens_ratio=0.9)
-        else:
+        elif p.model_path == "openai/gpt-oss-120b":
             st["max_num_batched_tokens"] = 20000
             st["kv_cache_free_memory_fraction"] = 0.85
             st["parallelism"] = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}
+        elif p.model_path in ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3"):
+            st["max_num_batched_tokens"] = -(-(C + p.isl + 64) // 64) * 64
+            st["kv_cache_free_memory_fraction"] = 0.75
+            st["kv_cache"] = "fp8"
+            st["parallelism"] = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}
         st["batching"] = batching
+    elif p.backend == "sglang" and p.model_path in ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3"):
+        st["max_num_batched_tokens"] = 32768
+        st["gpu_memory_utilization"] = 0.82
     return st
 
 
