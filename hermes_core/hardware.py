@@ -27,6 +27,10 @@ DTYPE_BYTES: dict[str, float] = {
     # OCP Microscaling (MX) v1.0: FP4 (E2M1) elements in blocks of 32 sharing one 8-bit
     # (E8M0) scale, 4 + 8/32 = 4.25 bits per element (gpt-oss's routed experts)
     "mxfp4": 4.25 / 8,
+    # INT4 weights in groups of 32 sharing one 16-bit scale, 4 + 16/32 = 4.5 bits per element
+    # (compressed-tensors ``pack-quantized`` W4A16, ``group_size: 32``: Kimi-K2.5's routed
+    # experts); the GEMMs compute in BF16 (weight-only quantization)
+    "int4_g32": 4.5 / 8,
 }
 
 

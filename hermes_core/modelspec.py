@@ -10,7 +10,8 @@ Supported: dense and GQA decoders with a gated MLP (Llama, Mistral, Qwen2/Qwen3,
 ...) and MoE decoders with top-k routing and optional shared experts (Mixtral, Qwen2-MoE,
 Qwen3-MoE, MiniMax-M2, gpt-oss), including layers with sliding-window attention (the
 ``layer_types`` list of ``config.json``, gpt-oss's alternating 128-token window) and
-MXFP4-quantized routed experts (``quantization_config.quant_method = "mxfp4"``), and query /
+MXFP4-quantized routed experts (``quantization_config.quant_method = "mxfp4"``) or INT4
+weight-only ones (compressed-tensors W4A16 in groups of 32, Kimi-K2.5), and query /
 key RMSNorm (Qwen3's per-head norm; MiniMax-M2's per-layer norm over all heads, whose
 squared sums a tensor-parallel shard all-reduces: ``use_qk_norm`` / ``qk_norm_type``). gpt-oss's
 attention sinks (one learned logit per head added to the softmax) and biases are a
@@ -73,6 +74,29 @@ class Operator:
     ep: int = 1
 
 
+def _compressed_tensors_experts(quant: dict[str, Any], n_exp: int, where: str) -> str:
+    """Expert precision of a compressed-tensors checkpoint (``quant_method:
+    compressed-tensors``). Supported: 4-bit symmetric integer weights in groups of 32
+    (``pack-quantized`` W4A16, no activation quantization) on the routed experts only, the
+    attention and shared / dense MLPs left in 16 bits through the ``ignore`` list
+    (Kimi-K2.5): ``"int4_g32"``. Raises :class:`ConfigError` naming the field otherwise."""
+    groups = quant.get("config_groups") or {}
+    if len(groups) != 1:
+        raise ConfigError(f"{where}: quantization_config.config_groups: one group is supported, got {len(groups)}")
+    (name, group), = groups.items()
+    w = group.get("weights") or {}
+    got = (w.get("num_bits"), w.get("type"), w.get("strategy"), w.get("group_size"))
+    if got != (4, "int", "group", 32) or group.get("input_activations"):
+        raise ConfigError(
+            f"{where}: quantization_config.config_groups.{name}: only 4-bit integer weights in groups of 32 "
+            f"without activation quantization (W4A16) are modelled; got num_bits, type, strategy, group_size = {got}")
+    ignore = " ".join(str(x) for x in quant.get("ignore") or [])
+    if not n_exp or "self_attn" not in ignore:
+        raise ConfigError(f"{where}: quantization_config.ignore: INT4 weights are modelled on the routed experts "
+                          "only (attention and dense layers listed in 'ignore')")
+    return "int4_g32"
+
+
 @dataclass(frozen=True)
 class AttentionWork:
     """Per-device work of one attention layer, per phase, as multiples of the batch sums the
@@ -125,7 +149,8 @@ class ModelSpec:
     sliding_window: int = 0
     sliding_layers: tuple[int, ...] = ()
     #: precision of the routed experts' weights when the checkpoint quantizes only them
-    #: (``"mxfp4"`` for gpt-oss); ``""``: as the rest of the model
+    #: (``"mxfp4"`` for gpt-oss, ``"int4_g32"`` for Kimi-K2.5's compressed-tensors W4A16);
+    #: ``""``: as the rest of the model
     expert_weights: str = ""
     #: RMSNorm on the queries and keys before RoPE: ``"per_head"`` (Qwen3: over each head's
     #: ``head_dim``), ``"per_layer"`` (MiniMax-M2 ``qk_norm_type``: over all heads, so a
@@ -205,6 +230,8 @@ class ModelSpec:
                 raise ConfigError(f"{where}: 'sliding_window' must be a positive token count, got {window}")
         quant = cfg.get("quantization_config") or {}
         expert_weights = "mxfp4" if n_exp and quant.get("quant_method") == "mxfp4" else ""
+        if quant.get("quant_method") == "compressed-tensors":
+            expert_weights = _compressed_tensors_experts(quant, n_exp, where)
         fp8_block = 0
         if quant.get("quant_method") == "fp8" and quant.get("weight_block_size"):
             block = quant["weight_block_size"]

@@ -448,3 +448,38 @@ def test_block_fp8_checkpoints_declare_their_quantization_group():
            "quantization_config": {"quant_method": "fp8", "weight_block_size": [128]}}
     with pytest.raises(ConfigError, match=r"quantization_config\.weight_block_size.*\[128\]"):
         ModelSpec.from_hf_config(bad, name="bad")
+
+
+def test_kimi_k2_5_params_and_int4_experts():
+    """Kimi-K2.5's text model (its config.json's ``text_config``): DeepSeek-V3's layout with
+    64 heads, 384 experts and one dense layer. Per layer: q_a 7168*1536, q_b 1536*64*192,
+    kv_a 7168*576, kv_b 512*64*256, o 64*128*7168; 60 MoE layers of 384 + 1 shared experts of
+    3*7168*2048 and a 7168x384 router; embedding + LM head 2*163840*7168. The card: 1T total,
+    32B activated (plus a 400M vision encoder hermes does not price)."""
+    s = spec("kimi-k2.5")
+    assert s.is_mla and s.heads == 64 and s.num_experts == 384 and len(s.moe_layers) == 60
+    attn = 7168 * 1536 + 1536 * 64 * 192 + 7168 * 576 + 512 * 64 * 256 + 64 * 128 * 7168
+    norms = 2 * 7168 + 1536 + 512
+    expert = 3 * 7168 * 2048
+    total = 61 * (attn + norms) + 3 * 7168 * 18432 + 60 * (385 * expert + 7168 * 384) + 2 * 163_840 * 7168 + 7168
+    p = s.params()
+    assert p["total"] == total and p["active"] == total - 60 * 376 * expert
+    assert_close(p["total"], 1.03e12, rel=0.01)
+    assert_close(p["active"], 32.9e9, rel=0.01)
+    # INT4 in groups of 32 on the routed experts only (compressed-tensors W4A16)
+    assert s.expert_weights == "int4_g32"
+
+
+@pytest.mark.parametrize("change, msg", [
+    ({"num_bits": 8}, "only 4-bit integer weights in groups of 32"),
+    ({"group_size": 128}, "only 4-bit integer weights in groups of 32"),
+])
+def test_other_compressed_tensors_schemes_are_refused_with_the_field(tmp_path, change, msg):
+    cfg = json.loads((CATALOG / "kimi-k2.5.json").read_text())
+    cfg["text_config"]["quantization_config"]["config_groups"]["group_0"]["weights"].update(change)
+    with pytest.raises(ConfigError, match=msg):
+        ModelSpec.from_file(_write(tmp_path, cfg))
+    cfg = json.loads((CATALOG / "kimi-k2.5.json").read_text())
+    cfg["text_config"]["quantization_config"]["ignore"] = ["lm_head"]
+    with pytest.raises(ConfigError, match="quantization_config.ignore"):
+        ModelSpec.from_file(_write(tmp_path, cfg))

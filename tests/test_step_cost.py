@@ -205,6 +205,20 @@ def test_marlin_moe_kernel_prices_only_the_routed_experts_with_its_factor():
     assert f1 == f0  # the same work, done by a slower kernel
 
 
+def test_int4_experts_always_take_the_marlin_factors():
+    """INT4 weight-only experts (``int4_g32``) run only through Marlin: the same grouped GEMM
+    time with and without ``kernel="marlin"``, and their weights stream at 4.5 bits."""
+    from hermes_plugins.devices import GPU, GPUConfig
+
+    dev = GPU(GPUConfig(preset="h200_sxm", efficiency={"moe_compute_mxfp4": 0.4, "moe_compute_marlin": 0.1}))
+    m = np.array([1.0, 64.0, 512.0])
+    t_int4 = dev.grouped_gemm_time(m, 8 * 4096, 7168, "int4_g32")
+    assert np.allclose(t_int4, dev.grouped_gemm_time(m, 8 * 4096, 7168, "int4_g32", kernel="marlin"))
+    # at m = 512 the GEMM is compute-bound: BF16 rate at the Marlin factor (0.1), not 0.4
+    slower = dev.grouped_gemm_time(m, 8 * 4096, 7168, "mxfp4")
+    assert t_int4[2] > 3 * slower[2]
+
+
 def test_moe_kernel_on_a_dense_model_is_refused():
     from hermes_core import ConfigError, api
 

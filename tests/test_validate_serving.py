@@ -700,5 +700,10 @@ def test_deepseek_rows_run_with_their_inferencemax_scripts_settings():
                                             moe_tp=8, moe_ep=1))[0]["clients"][0]["stage"]
     assert sg["model"] == "deepseek-v3"
     assert (sg["max_num_batched_tokens"], sg["gpu_memory_utilization"]) == (32768, 0.82)
-    kimi = dataclasses.replace(p, model_path="moonshotai/Kimi-K2.5")
-    assert "INT4 weight-only" in S.unsupported_reason(kimi)
+    # Kimi-K2.5 (kimik2.5_int4_h200.sh): vLLM, INT4 experts from the checkpoint, 0.95 of memory
+    kimi = dataclasses.replace(p, backend="vllm", model_path="moonshotai/Kimi-K2.5", gemm_quant_mode="int4_wo",
+                               moe_tp=8, moe_ep=1)
+    assert S.unsupported_reason(kimi) is None
+    ks = S.scenario_for(kimi)[0]["clients"][0]["stage"]
+    assert ks["model"] == "kimi-k2.5" and ks["precision"]["weights"] == "bf16"
+    assert ks["gpu_memory_utilization"] == 0.95

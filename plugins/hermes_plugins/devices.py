@@ -62,6 +62,9 @@ MiB = 2**20
 #: Fused-MoE kernel families a stage may ask for instead of the engine's default
 #: (``llm_serving`` field ``moe_kernel``): ``marlin``, the Marlin W4A16 kernels.
 MOE_KERNELS = ("marlin",)
+#: Expert weight precisions that vLLM and SGLang run only through the Marlin kernels:
+#: INT4 weight-only (compressed-tensors W4A16, ``CompressedTensorsWNA16MarlinMoEMethod``).
+MARLIN_ONLY_DTYPES = ("int4_g32",)
 
 
 class GPUPreset(BaseModel):
@@ -70,7 +73,8 @@ class GPUPreset(BaseModel):
     (:func:`fitted_link`). ``peak_tflops["mxfp4"]`` is the rate of GEMMs on MXFP4 weights:
     the FP4 tensor-core rate where the GPU has one (Blackwell), else its BF16 rate (A100,
     H100, H200 have no FP4 tensor cores; vLLM's Marlin and Triton MXFP4 kernels dequantize
-    the weights to BF16 inside the GEMM, "w4a16")."""
+    the weights to BF16 inside the GEMM, "w4a16"). ``peak_tflops["int4_g32"]``: GEMMs on
+    INT4 weight-only experts (Marlin W4A16 kernels), the BF16 rate on every GPU."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -86,27 +90,29 @@ class GPUPreset(BaseModel):
 PRESETS: dict[str, GPUPreset] = {
     "a100_sxm_80gb": GPUPreset(
         name="A100-SXM4-80GB",
-        peak_tflops={"bf16": 312, "fp16": 312, "tf32": 156, "fp32": 19.5, "int8": 624, "mxfp4": 312},
+        peak_tflops={"bf16": 312, "fp16": 312, "tf32": 156, "fp32": 19.5, "int8": 624, "mxfp4": 312,
+                     "int4_g32": 312},
         memory_bytes=81920 * MiB, memory_bandwidth_GBps=2039, link_bandwidth_GBps=300,
         num_sms=108, provenance="NVIDIA A100 Tensor Core GPU datasheet (2021)",
     ),
     "h100_sxm": GPUPreset(
         name="H100-SXM5-80GB",
         peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9,
-                     "mxfp4": 989.4},
+                     "mxfp4": 989.4, "int4_g32": 989.4},
         memory_bytes=81559 * MiB, memory_bandwidth_GBps=3350, link_bandwidth_GBps=450,
         num_sms=132, provenance="NVIDIA H100 Tensor Core GPU datasheet (2023)",
     ),
     "h200_sxm": GPUPreset(
         name="H200-SXM-141GB",
         peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9,
-                     "mxfp4": 989.4},
+                     "mxfp4": 989.4, "int4_g32": 989.4},
         memory_bytes=143771 * MiB, memory_bandwidth_GBps=4800, link_bandwidth_GBps=450,
         num_sms=132, provenance="NVIDIA H200 Tensor Core GPU datasheet (2024)",
     ),
     "b200": GPUPreset(
         name="B200-180GB",
-        peak_tflops={"bf16": 2250, "fp16": 2250, "fp8": 4500, "int8": 4500, "fp4": 9000, "mxfp4": 9000, "tf32": 1100, "fp32": 75},
+        peak_tflops={"bf16": 2250, "fp16": 2250, "fp8": 4500, "int8": 4500, "fp4": 9000, "mxfp4": 9000, "tf32": 1100, "fp32": 75,
+                     "int4_g32": 2250},
         memory_bytes=180e9, memory_bandwidth_GBps=8000, link_bandwidth_GBps=900,
         num_sms=148, provenance="NVIDIA Blackwell (HGX B200) datasheet (2024)",
     ),
@@ -307,9 +313,12 @@ class GPU(HardwareNode):
         0``: ``tile_m``); for ``dtype == "mxfp4"`` the ``*_mxfp4`` fields where set.
         ``kernel`` (one of :data:`MOE_KERNELS`) names a kernel family other than the
         engine's default: ``"marlin"`` takes the ``*_marlin`` fields where set (else the
-        MXFP4 ones). Plus, per MoE layer, :attr:`moe_launch_s`. Raises ``ValueError`` for an
-        unknown ``kernel``."""
+        MXFP4 ones); INT4 weight-only experts (:data:`MARLIN_ONLY_DTYPES`) always take the
+        Marlin factors. Plus, per MoE layer, :attr:`moe_launch_s`. Raises ``ValueError`` for
+        an unknown ``kernel``."""
         e = self.eff
+        if dtype in MARLIN_ONLY_DTYPES and kernel is None:
+            kernel = "marlin"
         scale, low = e.moe_compute, e.moe_block_m_min
         if dtype == "mxfp4" or kernel == "marlin":
             scale = e.moe_compute if e.moe_compute_mxfp4 is None else e.moe_compute_mxfp4

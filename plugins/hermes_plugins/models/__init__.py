@@ -37,6 +37,7 @@ HF_REPOS: dict[str, str] = {
     "gpt-oss-120b": "openai/gpt-oss-120b",
     "deepseek-v3": "deepseek-ai/DeepSeek-V3",
     "deepseek-r1": "deepseek-ai/DeepSeek-R1",
+    "kimi-k2.5": "moonshotai/Kimi-K2.5",
 }
 
 

@@ -95,6 +95,7 @@ MODELS: dict[str, str] = {
     "openai/gpt-oss-120b": "gpt-oss-120b",
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "deepseek-ai/DeepSeek-R1": "deepseek-r1",
+    "moonshotai/Kimi-K2.5": "kimi-k2.5",
 }
 
 #: Checkpoints whose precision is fixed by the checkpoint, not by the row's
@@ -105,11 +106,13 @@ MODELS: dict[str, str] = {
 #: the catalog entry (:attr:`ModelSpec.expert_weights`).
 CHECKPOINT_PRECISION: dict[str, tuple[str, str]] = {
     "openai/gpt-oss-120b": ("bf16", "MXFP4 experts, BF16 elsewhere (config.json quantization_config)"),
+    # Kimi-K2.5's rows say int4_wo: compressed-tensors W4A16 on the routed experts only, the
+    # attention, shared expert, dense MLP and LM head in BF16 (its quantization_config ignore list)
+    "moonshotai/Kimi-K2.5": ("bf16", "INT4 (group 32) experts, BF16 elsewhere (config.json quantization_config)"),
 }
 
 #: Why models that are not in the catalog cannot simply be added to it.
 UNSUPPORTED_MODELS: dict[str, str] = {
-    "moonshotai/Kimi-K2.5": "INT4 weight-only (W4A16) routed experts are not modelled",
     "zhipuai/GLM-5": "multi-head latent attention with DeepSeek sparse attention is not modelled",
     "Qwen/Qwen3.5-397B-A17B": "hybrid linear attention (Gated DeltaNet layers) is not modelled",
 }
@@ -670,9 +673,11 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
     """The ``llm_serving`` settings of an InferenceMAX row, from the InferenceX script that
     ran it (SemiAnalysisAI/InferenceX, at the row's measured date):
 
-    * vLLM (``70b_fp8_h200_slurm.sh``, ``gptoss_fp4_h200*.sh``, ``minimaxm2.5_fp8_h200.sh``):
-      ``--max-num-seqs C``, ``max-num-batched-tokens 8192`` (MiniMax: vLLM's default, the
-      same), ``no-enable-prefix-caching``, ``--gpu-memory-utilization 0.9`` (MiniMax 0.95),
+    * vLLM (``70b_fp8_h200_slurm.sh``, ``gptoss_fp4_h200*.sh``, ``minimaxm2.5_fp8_h200.sh``,
+      ``kimik2.5_int4_h200.sh``): ``--max-num-seqs C``, ``max-num-batched-tokens 8192``
+      (MiniMax, Kimi: vLLM's default, the same), ``no-enable-prefix-caching`` (Kimi keeps
+      vLLM's prefix caching, which random prompts never hit), ``--gpu-memory-utilization 0.9``
+      (MiniMax, Kimi 0.95),
       ``kv-cache-dtype fp8`` for Llama-3.3-70B-FP8; gpt-oss rows measured from
       :data:`INFERENCEMAX_MARLIN_SINCE` ``moe_kernel: marlin`` (``VLLM_MXFP4_USE_MARLIN=1``);
     * TensorRT-LLM (``70b_fp8_h200_trt_slurm.sh``, ``gptoss_fp4_h200_trt*.sh``,
@@ -694,7 +699,7 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
                           "max_model_len": p.isl + p.osl + 256}
     if p.backend == "vllm":
         st["max_num_batched_tokens"] = 8192
-        if p.model_path == "MiniMaxAI/MiniMax-M2.5":
+        if p.model_path in ("MiniMaxAI/MiniMax-M2.5", "moonshotai/Kimi-K2.5"):
             st["gpu_memory_utilization"] = 0.95
         if p.model_path == "meta-llama/Llama-3.1-70B":
             st["kv_cache"] = "fp8"
