@@ -617,8 +617,8 @@ def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]
 #: (:func:`benchmark_of`).
 PROTOCOLS = ("aiperf", "by-source")
 #: The protocol ``hermes validate serving`` runs unless told otherwise: each row with the
-#: client it was measured with. On the 491 H200 rows it scores TTFT / TPOT median APE 31.2 /
-#: 9.2 % against 37.3 / 9.6 % for aiperf everywhere (docs/validation.md).
+#: client it was measured with. On the 627 simulated H200 rows it scores TTFT / TPOT median
+#: APE 33.4 / 9.7 % against 41.8 / 10.3 % for aiperf everywhere (docs/validation.md).
 DEFAULT_PROTOCOL = "by-source"
 
 #: InferenceMAX's client (InferenceX ``benchmarks/benchmark_lib.sh`` and the per-model
