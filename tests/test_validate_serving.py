@@ -237,15 +237,21 @@ def test_measured_date_reads_the_data_source_field():
     assert S.measured_date(_vllm_point("no date here")) is None
 
 
+def _one_request(**stage) -> tuple[float, float]:
+    """TTFT and TPOT (s) of one Llama-3.1-8B request (16 prompt, 6 output tokens) on an H200
+    with ``stage`` settings."""
+    sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": 1, "isl": 16, "osl": 6,
+                                    "num_requests": 1},
+          "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
+                       "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64, **stage}}]}
+    r = api.run(sc).requests[0]
+    return r.first_token_time - r.arrival_time, (r.finish_time - r.first_token_time) / (r.generated_tokens - 1)
+
+
 def test_overlapped_host_time_is_max_not_sum():
     """``overlap_host``: a step lasts max(device, host); without it device + host."""
     def tpot(**stage):
-        sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": 1, "isl": 16, "osl": 6,
-                                        "num_requests": 1},
-              "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
-                           "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64, **stage}}]}
-        r = api.run(sc).requests[0]
-        return (r.finish_time - r.first_token_time) / (r.generated_tokens - 1)
+        return _one_request(**stage)[1]
 
     device = tpot()
     assert device < 0.02
@@ -259,17 +265,9 @@ def test_eager_prefill_steps_wait_for_the_host_to_launch_every_operator():
     """``eager_op_us``: a step with a prefill chunk runs without CUDA graphs, so it lasts at
     least ``eager_op_us x`` the forward pass's operators (Llama-3.1-8B: 32 layers x 11 + the
     embedding, final norm and LM head = 355); decode-only steps are unaffected."""
-    def run(**stage):
-        sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": 1, "isl": 16, "osl": 6,
-                                        "num_requests": 1},
-              "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
-                           "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64, **stage}}]}
-        r = api.run(sc).requests[0]
-        return r.first_token_time - r.arrival_time, (r.finish_time - r.first_token_time) / (r.generated_tokens - 1)
-
-    ttft, tpot = run()
+    ttft, tpot = _one_request()
     assert ttft < 0.02
-    eager_ttft, eager_tpot = run(eager_op_us=1000)
+    eager_ttft, eager_tpot = _one_request(eager_op_us=1000)
     assert eager_ttft == pytest.approx(355 * 1e-3)
     assert eager_tpot == pytest.approx(tpot)
 

@@ -126,9 +126,11 @@ class StepCostModel:
                     t += tt; fl += f; by += b
             return t, fl, by
 
-        dense_t, dense_f, dense_b = ops_time(model.layer_operators(tp, moe=False), T)
+        dense_ops = model.layer_operators(tp, moe=False)
+        moe_ops = model.layer_operators(tp, moe=True, ep=ep) if n_moe else []
+        dense_t, dense_f, dense_b = ops_time(dense_ops, T)
         if n_moe:
-            moe_t, moe_f, moe_b = ops_time(model.layer_operators(tp, moe=True, ep=ep), T)
+            moe_t, moe_f, moe_b = ops_time(moe_ops, T)
         else:
             moe_t = moe_f = moe_b = 0.0
         lps = self.layers_per_stage
@@ -140,11 +142,9 @@ class StepCostModel:
         self.linear = lps * ((1 - moe_share) * dense_t + moe_share * moe_t)
         self.linear_flops = lps * ((1 - moe_share) * dense_f + moe_share * moe_f)
         self.linear_bytes = lps * ((1 - moe_share) * dense_b + moe_share * moe_b)
-        n_dense = len(model.layer_operators(tp, moe=False))
-        n_moe_ops = len(model.layer_operators(tp, moe=True, ep=ep)) if n_moe else 0
         #: operators of one forward pass over all ``pp`` stages (each launches at least one
         #: kernel): the host-side launch work of a step that runs without CUDA graphs
-        self.ops_per_forward = layers * ((1 - moe_share) * n_dense + moe_share * n_moe_ops)
+        self.ops_per_forward = layers * ((1 - moe_share) * len(dense_ops) + moe_share * len(moe_ops))
         inputs, outputs = model.head_operators(tp)
         # embedding (first stage) and final norm + LM head (last stage) run once per step
         self.embed, _, self.embed_bytes = ops_time(inputs, T)
