@@ -237,13 +237,13 @@ def test_measured_date_reads_the_data_source_field():
     assert S.measured_date(_vllm_point("no date here")) is None
 
 
-def _one_request(**stage) -> tuple[float, float]:
-    """TTFT and TPOT (s) of one Llama-3.1-8B request (16 prompt, 6 output tokens) on an H200
-    with ``stage`` settings."""
+def _one_request(model: str = "llama-3.1-8b", **stage) -> tuple[float, float]:
+    """TTFT and TPOT (s) of one request (16 prompt, 6 output tokens) of catalog ``model``
+    (default Llama-3.1-8B) on an H200 with ``stage`` settings."""
     sc = {"name": "t", "workload": {"type": "closed_loop", "concurrency": 1, "isl": 16, "osl": 6,
                                     "num_requests": 1},
           "clients": [{"name": "c", "device": {"type": "gpu", "preset": "h200_sxm"},
-                       "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_model_len": 64, **stage}}]}
+                       "stage": {"type": "llm_serving", "model": model, "max_model_len": 64, **stage}}]}
     r = api.run(sc).requests[0]
     return r.first_token_time - r.arrival_time, (r.finish_time - r.first_token_time) / (r.generated_tokens - 1)
 
@@ -270,6 +270,18 @@ def test_eager_prefill_steps_wait_for_the_host_to_launch_every_operator():
     eager_ttft, eager_tpot = _one_request(eager_op_us=1000)
     assert eager_ttft == pytest.approx(355 * 1e-3)
     assert eager_tpot == pytest.approx(tpot)
+
+
+def test_eager_moe_layers_add_host_time_to_prefill_steps():
+    """``eager_moe_layer_us``: every MoE layer adds that host time to a step holding a
+    prefill chunk (gpt-oss-120b: 36 layers, all MoE: 1 ms each adds 36 ms to the TTFT of a
+    lone request, whose prefill is one step); decode-only steps and dense models are
+    unaffected."""
+    ttft, tpot = _one_request("gpt-oss-120b")
+    eager_ttft, eager_tpot = _one_request("gpt-oss-120b", eager_moe_layer_us=1000)
+    assert eager_ttft - ttft == pytest.approx(36e-3)
+    assert eager_tpot == pytest.approx(tpot)
+    assert _one_request(eager_moe_layer_us=1000) == pytest.approx(_one_request())
 
 
 def test_scheduling_ahead_takes_a_late_arrival_one_step_later(tmp_path):
@@ -358,6 +370,7 @@ def test_sglang_rows_stream_through_a_front_end():
     stage = S.scenario_for(sg)[0]["clients"][0]["stage"]
     assert stage["frontend_token_us"] == S.FRONTEND_TOKEN_US["sglang"] == 50.0
     assert stage["seq_overhead_us"] == 20.0
+    assert stage["eager_moe_layer_us"] == S.EAGER_MOE_LAYER_US["sglang"] > 0  # charged to MoE layers only
     assert S.scenario_for(_vllm_point(GAP))[0]["clients"][0]["stage"]["frontend_token_us"] == 0.0
 
 

@@ -98,6 +98,14 @@ class LLMServingConfig(BaseModel):
     prefill chunk, which engines run without CUDA graphs (SGLang, TensorRT-LLM's PyTorch
     backend): such a step lasts at least ``eager_op_us x`` the operators of one forward pass
     (:attr:`StepCostModel.ops_per_forward`);
+    ``eager_moe_layer_us`` (default 0): host time that each MoE layer adds to a step holding
+    a prefill chunk. Without CUDA graphs the host launches every kernel of the forward pass
+    from Python; a MoE layer's many small kernels (router top-k, token alignment and
+    permutation, activation quantization, un-permutation) take the GPU less time than their
+    launches, so the GPU waits for the host there whatever the number of tokens, and the
+    wait adds to the device time (aiconfigurator prices the same CPU dispatch as 0.8 ms per
+    layer for vLLM, ``VLLMBackend._prefill_dispatch_overhead_ms``; the measured H200 rows of
+    dense models fit without it, so hermes charges it to MoE layers only);
     ``frontend_token_us`` (default 0): CPU time of the serving front-end per output token
     (detokenization and streaming to the client in the API-server process, e.g. SGLang's
     tokenizer manager), one first-in-first-out server per replica that the engine does not
@@ -133,6 +141,7 @@ class LLMServingConfig(BaseModel):
     overlap_host: bool = False
     schedule_ahead: bool | None = None
     eager_op_us: float = Field(0.0, ge=0)
+    eager_moe_layer_us: float = Field(0.0, ge=0)
     frontend_token_us: float = Field(0.0, ge=0)
     moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
@@ -247,6 +256,7 @@ class LLMServing(Stage):
         self._ahead = config.overlap_host if config.schedule_ahead is None else config.schedule_ahead
         self._fe_token = config.frontend_token_us * 1e-6
         self._eager = config.eager_op_us * 1e-6 * self.cost.ops_per_forward
+        self._eager_moe = config.eager_moe_layer_us * 1e-6 * self.cost.moe_layers_per_forward
         self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
         self._busy = False
         self._in_step = False  # a step runs on the device
@@ -342,6 +352,9 @@ class LLMServing(Stage):
             # a step with prefill runs without CUDA graphs: the GPU waits for the host to
             # launch every operator of the forward pass
             dt = max(dt, self._eager)
+        if b.pf_q:
+            # ... and waits for it at every MoE layer's small kernels
+            dt += self._eager_moe
         host = self._overhead + self._seq_overhead * len(b.seqs)
         dt = max(dt, host) if self._overlap else dt + host
         self.steps += 1

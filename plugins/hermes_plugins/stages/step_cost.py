@@ -149,6 +149,8 @@ class StepCostModel:
         # embedding (first stage) and final norm + LM head (last stage) run once per step
         self.embed, _, self.embed_bytes = ops_time(inputs, T)
         self.ops_per_forward += len(inputs) + len(outputs)
+        #: MoE layers of one forward pass over all ``pp`` stages
+        self.moe_layers_per_forward = n_moe
         S = np.arange(max_seqs + 1)
         self.head, self.head_flops, self.head_bytes = ops_time(outputs, S)
         # pipeline hand-off: activations of T tokens to the next stage

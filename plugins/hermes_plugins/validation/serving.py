@@ -244,6 +244,18 @@ HOST_TIME: dict[str, tuple[float, float, bool]] = {
 #: at TP4 76.5 % -> 57.7 %, TP1 and TP2 unchanged (44 %, 63 %).
 FRONTEND_TOKEN_US: dict[str, float] = {"sglang": 50.0}
 
+#: Host time per MoE layer that a step holding a prefill chunk adds to its device time
+#: (``llm_serving`` field ``eager_moe_layer_us``): such steps run without CUDA graphs, and
+#: the GPU waits for the launches of each MoE layer's small kernels. The MoE rows' measured
+#: TTFT exceeds hermes's by a gap that hardly moves with the prompt length (gpt-oss-120b on
+#: TensorRT-LLM at TP8: 94 ms at 1k, 102 ms at 8k prompts; MiniMax-M2.5 on vLLM 0.18 at
+#: TP8: 67 / 61 ms), while the dense Llama-3.1-70B rows fit without one. Identified per
+#: engine on one model's rows (TTFT median APE over a few values; every other MoE row tests
+#: it): vLLM on gpt-oss-120b (0.18; 400 / 800 / 1200 us: 7.1 / 14.6 / 21.0 %, none 25.5 %),
+#: TensorRT-LLM on gpt-oss-120b (1500 / 3000 us: 14.7 / 31.1 %, none 53.5 %), SGLang on
+#: DeepSeek-R1 (0.5.9; 2000 / 3500 us: 7.3 / 23.6 %, none 36.9 %).
+EAGER_MOE_LAYER_US: dict[str, float] = {"vllm": 450.0, "trtllm": 1500.0, "sglang": 2000.0}
+
 #: Engines whose scheduler decides step k+1 while step k runs, whatever ``overlap_host``
 #: says of their host time (``llm_serving`` field ``schedule_ahead``): SGLang's overlap
 #: scheduler (``event_loop_overlap``, on by default in 0.5.6: it receives requests, forms and
@@ -785,6 +797,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "overlap_host": overlaps_host(p),
                 **({"schedule_ahead": True} if p.backend in SCHEDULES_AHEAD else {}),
                 "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
+                "eager_moe_layer_us": EAGER_MOE_LAYER_US.get(p.backend, 0.0),
                 "prefix_caching": reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
                 **over,  # InferenceMAX's script settings replace the aiconfigurator ones
