@@ -374,6 +374,25 @@ def test_sglang_rows_stream_through_a_front_end():
     assert S.scenario_for(_vllm_point(GAP))[0]["clients"][0]["stage"]["frontend_token_us"] == 0.0
 
 
+def test_host_time_follows_the_engine_build():
+    """TensorRT-LLM rows take :data:`HOST_TIME`'s step (identified on the 1.1.0rc2.post2 image
+    of the Llama-3.1-70B rows) unless their model ran another build: gpt-oss-120b's
+    ``gpt-oss-dev`` image has its own (:data:`HOST_TIME_BY_MODEL`)."""
+    def trt(model):
+        return S.Point(line=2, raw={"silicon_data_source": "source_file=2025-11-02.csv"}, id="x",
+                       backend="trtllm", model_path=model, system="h200_sxm", mode="agg", isl=1024,
+                       osl=1024, gemm_quant_mode="fp8", batch_size=4, tp=8, pp=1, attention_dp=None,
+                       moe_tp=None, moe_ep=None, ttft_ms=1.0, tpot_ms=1.0)
+
+    def host(model):
+        st = S.scenario_for(trt(model))[0]["clients"][0]["stage"]
+        return st["step_overhead_us"], st["seq_overhead_us"], st["overlap_host"]
+
+    assert host("meta-llama/Llama-3.1-70B") == S.HOST_TIME["trtllm"] == (5900.0, 115.0, True)
+    assert host("openai/gpt-oss-120b") == S.HOST_TIME_BY_MODEL[("trtllm", "openai/gpt-oss-120b")]
+    assert host("openai/gpt-oss-120b")[0] < S.HOST_TIME["trtllm"][0]
+
+
 def test_moe_experts_are_one_grouped_gemm():
     """A decode step of one token on Qwen3-235B-A22B reads its ``top_k`` experts' weights
     in one grouped kernel per projection: about ``top_k`` experts' bytes at the GEMM's

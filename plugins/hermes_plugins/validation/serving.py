@@ -230,6 +230,26 @@ HOST_TIME: dict[str, tuple[float, float, bool]] = {
     "sglang": (0.0, 20.0, False),
 }
 
+#: Host time per step of engine builds other than the one :data:`HOST_TIME` was identified
+#: on, keyed by (backend, model path) where every row of that model on that backend ran
+#: the build: InferenceMAX ran gpt-oss-120b on H200 with TensorRT-LLM's ``gpt-oss-dev``
+#: image (InferenceX ``.github/workflows/gptoss-tmpl.yml``, ``bmk-h200-trt``), its
+#: Llama-3.1-70B and DeepSeek-R1 rows with ``release:1.1.0rc2.post2``. The gpt-oss rows'
+#: measured TPOT is below the 5.9 ms step of the latter (4.2-4.4 ms at TP8, 4 clients).
+#: Identified as TensorRT-LLM's was, on the TP8 1024/8192 rows (6 points, 4-64 clients):
+#: 4.0 ms + 115 us per sequence, TPOT median APE on the 6 from 36.0 % to 8.0 % (4.0 ms + 60
+#: us: 12.5 %); on all 77 gpt-oss-120b TensorRT-LLM rows 19.5 % to 12.6 %.
+HOST_TIME_BY_MODEL: dict[tuple[str, str], tuple[float, float, bool]] = {
+    ("trtllm", "openai/gpt-oss-120b"): (4000.0, 115.0, True),
+}
+
+
+def host_time(p: Point) -> tuple[float, float, bool]:
+    """``(step_overhead_us, seq_overhead_us, overlap_host)`` of row ``p``'s engine build:
+    :data:`HOST_TIME_BY_MODEL` where it names the row's backend and model, else
+    :data:`HOST_TIME` of its backend."""
+    return HOST_TIME_BY_MODEL.get((p.backend, p.model_path), HOST_TIME[p.backend])
+
 #: CPU time of the serving front-end per output token (``llm_serving`` field
 #: ``frontend_token_us``): detokenization and streaming in the API-server process, which the
 #: engine does not wait for. SGLang 0.5.6 (its tokenizer manager, one Python process): on its
@@ -252,9 +272,10 @@ FRONTEND_TOKEN_US: dict[str, float] = {"sglang": 50.0}
 #: TP8: 67 / 61 ms), while the dense Llama-3.1-70B rows fit without one. Identified per
 #: engine on one model's rows (TTFT median APE over a few values; every other MoE row tests
 #: it): vLLM on gpt-oss-120b (0.18; 400 / 800 / 1200 us: 7.1 / 14.6 / 21.0 %, none 25.5 %),
-#: TensorRT-LLM on gpt-oss-120b (1500 / 3000 us: 14.7 / 31.1 %, none 53.5 %), SGLang on
-#: DeepSeek-R1 (0.5.9; 2000 / 3500 us: 7.3 / 23.6 %, none 36.9 %).
-EAGER_MOE_LAYER_US: dict[str, float] = {"vllm": 450.0, "trtllm": 1500.0, "sglang": 2000.0}
+#: TensorRT-LLM on gpt-oss-120b (with the host time of its own build, HOST_TIME_BY_MODEL:
+#: 1500 / 1800 / 2200 us: TTFT 17.2 / 14.1 / 13.8 %, TPOT 12.6 / 12.1 / 12.7 %; none 53.5 %),
+#: SGLang on DeepSeek-R1 (0.5.9; 2000 / 3500 us: 7.3 / 23.6 %, none 36.9 %).
+EAGER_MOE_LAYER_US: dict[str, float] = {"vllm": 450.0, "trtllm": 1800.0, "sglang": 2000.0}
 
 #: Engines whose scheduler decides step k+1 while step k runs, whatever ``overlap_host``
 #: says of their host time (``llm_serving`` field ``schedule_ahead``): SGLang's overlap
@@ -290,7 +311,7 @@ def overlaps_host(p: Point) -> bool:
     :data:`VLLM_ASYNC_SCHEDULING_SINCE` by the row's ``backend_version``, else by the
     ``vllm-openai:vX.Y`` image its source names, else by its measured date against
     :data:`VLLM_ASYNC_SCHEDULING_DATE`. Otherwise (other engines, and vLLM rows that say
-    none of these) the engine's :data:`HOST_TIME` entry: TensorRT-LLM yes (overlap
+    none of these) the engine build's :func:`host_time`: TensorRT-LLM yes (overlap
     scheduler), SGLang and synchronous vLLM no."""
     if p.backend == "vllm":
         m = (_VERSION.match(p.raw.get("backend_version", "").strip())
@@ -300,7 +321,7 @@ def overlaps_host(p: Point) -> bool:
         day = measured_date(p)
         if day is not None:
             return day >= VLLM_ASYNC_SCHEDULING_DATE
-    return HOST_TIME[p.backend][2]
+    return host_time(p)[2]
 
 
 # vLLM's budget. The rows do not record the deployment's ``--max-num-batched-tokens``.
@@ -792,8 +813,8 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "gpu_memory_utilization": eng.gpu_memory_utilization,
                 **({"kv_cache_free_memory_fraction": eng.kv_cache_free_memory_fraction}
                    if eng.kv_cache_free_memory_fraction is not None else {}),
-                "step_overhead_us": HOST_TIME[p.backend][0],
-                "seq_overhead_us": HOST_TIME[p.backend][1],
+                "step_overhead_us": host_time(p)[0],
+                "seq_overhead_us": host_time(p)[1],
                 "overlap_host": overlaps_host(p),
                 **({"schedule_ahead": True} if p.backend in SCHEDULES_AHEAD else {}),
                 "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
