@@ -250,6 +250,7 @@ def host_time(p: Point) -> tuple[float, float, bool]:
     :data:`HOST_TIME` of its backend."""
     return HOST_TIME_BY_MODEL.get((p.backend, p.model_path), HOST_TIME[p.backend])
 
+
 #: CPU time of the serving front-end per output token (``llm_serving`` field
 #: ``frontend_token_us``): detokenization and streaming in the API-server process, which the
 #: engine does not wait for. SGLang 0.5.6 (its tokenizer manager, one Python process): on its
