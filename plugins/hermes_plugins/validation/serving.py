@@ -788,6 +788,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
     else:
         lengths = {"isl": p.isl, "osl": p.osl}
     reuse = prompt_reuse and not imax
+    host = host_time(p)
     scenario = {
         "name": f"{p.id}",
         "seed": 0,
@@ -814,8 +815,8 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "gpu_memory_utilization": eng.gpu_memory_utilization,
                 **({"kv_cache_free_memory_fraction": eng.kv_cache_free_memory_fraction}
                    if eng.kv_cache_free_memory_fraction is not None else {}),
-                "step_overhead_us": host_time(p)[0],
-                "seq_overhead_us": host_time(p)[1],
+                "step_overhead_us": host[0],
+                "seq_overhead_us": host[1],
                 "overlap_host": overlaps_host(p),
                 **({"schedule_ahead": True} if p.backend in SCHEDULES_AHEAD else {}),
                 "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
