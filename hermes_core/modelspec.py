@@ -52,7 +52,8 @@ class Operator:
     * ``"attention"``: self-attention core with ``heads`` query heads and ``kv_heads`` KV
       heads of ``head_dim`` per device.
     * ``"memory"``: memory-bound kernel moving ``elems_per_token`` activation elements per
-      token (norms, activations, residual adds, RoPE, embedding gather).
+      token (norms with their fused residual adds, activations, RoPE, embedding
+      gather).
     * ``"allreduce"``: tensor-parallel all-reduce of ``elems_per_token`` activation
       elements per token.
     * ``"moe"``: ``experts`` routed experts, each a gated MLP of width ``n`` (per device),
@@ -398,7 +399,12 @@ class ModelSpec:
         h, d = self.hidden, self.head_dim
         hq = self.heads // tp
         hkv = max(1, self.kv_heads // tp)
-        ops = [Operator("input_norm", "memory", elems_per_token=2 * h)]
+        # the residual add before each RMSNorm is fused into it (one kernel reading the
+        # residual stream and the sublayer's output, writing both the new residual and the
+        # normalised activations: vLLM/SGLang ``fused_add_rms_norm``, TensorRT-LLM's
+        # ``RMSNorm(hidden, residual)``); layer 0's input norm has no residual yet but is
+        # priced the same
+        ops = [Operator("input_add_norm", "memory", elems_per_token=4 * h)]
         if self.is_mla:
             ops += self._mla_operators(tp)
         else:
@@ -425,10 +431,7 @@ class ModelSpec:
             ]
         if tp > 1:
             ops.append(Operator("attn_allreduce", "allreduce", elems_per_token=h))
-        ops += [
-            Operator("attn_residual_add", "memory", elems_per_token=3 * h),
-            Operator("post_attention_norm", "memory", elems_per_token=2 * h),
-        ]
+        ops.append(Operator("post_attention_add_norm", "memory", elems_per_token=4 * h))
         if moe:
             ops.append(Operator("moe_router", "gemm", n=self.num_experts, k=h))
             ops.append(Operator("moe_experts", "moe", n=self.moe_intermediate // (tp // ep), k=h,
@@ -449,7 +452,7 @@ class ModelSpec:
             ]
         if tp > 1:
             ops.append(Operator("mlp_allreduce", "allreduce", elems_per_token=h))
-        ops.append(Operator("mlp_residual_add", "memory", elems_per_token=3 * h))
+        # the MLP's residual add is fused into the next layer's input norm (or the final one)
         return ops
 
     def _mla_operators(self, tp: int) -> list[Operator]:
@@ -479,7 +482,7 @@ class ModelSpec:
         h = self.hidden
         inputs = [Operator("embedding", "memory", elems_per_token=2 * h)]
         outputs = [
-            Operator("final_norm", "memory", elems_per_token=2 * h),
+            Operator("final_add_norm", "memory", elems_per_token=4 * h),
             Operator("lm_head", "gemm", n=-(-self.vocab // tp), k=h),
         ]
         return inputs, outputs

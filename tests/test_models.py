@@ -345,7 +345,7 @@ def test_qk_norm_operators():
     mm = spec("minimax-m2.5")
     assert mm.qk_norm == "per_layer"
     names = [op.name for op in mm.layer_operators(tp=8, moe=True)]
-    assert names[:6] == ["input_norm", "qkv_proj", "q_norm", "k_norm", "qk_norm_allreduce", "rope"]
+    assert names[:6] == ["input_add_norm", "qkv_proj", "q_norm", "k_norm", "qk_norm_allreduce", "rope"]
     assert {op.name: op for op in mm.layer_operators(tp=8, moe=True)}["qk_norm_allreduce"].elems_per_token == 2
     assert "qk_norm_allreduce" not in [op.name for op in mm.layer_operators(tp=1, moe=True)]
     assert spec("llama-3.1-70b").qk_norm == "" and "q_norm" not in [op.name for op in spec("llama-3.1-70b").layer_operators(8)]
@@ -401,7 +401,7 @@ def test_mla_layer_operators_at_tp8():
     split = sum(op.n * op.k for name, op in ops.items() if name in ("q_b_proj", "kv_b_proj", "o_proj"))
     assert split * 8 == 37_748_736 + 16_777_216 + 117_440_512
     dense = [op.name for op in spec("deepseek-v3").layer_operators(tp=8, moe=False)]
-    assert dense[-5:] == ["gate_up_proj", "act_mul", "down_proj", "mlp_allreduce", "mlp_residual_add"]
+    assert dense[-4:] == ["gate_up_proj", "act_mul", "down_proj", "mlp_allreduce"]
 
 
 def test_mla_attention_work_per_phase():

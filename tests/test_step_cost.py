@@ -28,21 +28,19 @@ def gemm(T, n, k):
 def layer_linear(T):
     """One layer's token-proportional operators, by hand (bytes = elements * 2)."""
     t = 0.0
-    t += T * 2 * 256 * 2 / BW            # input norm: read + write hidden
+    t += T * 4 * 256 * 2 / BW            # fused residual add + input norm: 2 reads, 2 writes
     t += gemm(T, (4 + 2 * 2) * 64, 256)  # fused QKV: 512 outputs
     t += T * 2 * (4 + 2) * 64 * 2 / BW   # RoPE on q and k
     t += gemm(T, 256, 4 * 64)            # o_proj
-    t += T * 3 * 256 * 2 / BW            # residual add: 2 reads + 1 write
-    t += T * 2 * 256 * 2 / BW            # post-attention norm
+    t += T * 4 * 256 * 2 / BW            # fused residual add + post-attention norm
     t += gemm(T, 2 * 512, 256)           # gate+up
     t += T * 3 * 512 * 2 / BW            # SiLU(gate) * up
-    t += gemm(T, 256, 512)               # down
-    t += T * 3 * 256 * 2 / BW            # residual add
+    t += gemm(T, 256, 512)               # down (its residual add: the next layer's norm)
     return t
 
 
 def head(S):
-    return S * 2 * 256 * 2 / BW + gemm(S, 1000, 256)
+    return S * 4 * 256 * 2 / BW + gemm(S, 1000, 256)  # fused residual add + final norm, LM head
 
 
 @pytest.fixture
@@ -283,6 +281,38 @@ def test_expert_parallelism_gives_each_device_its_experts_whole_hand_computed():
     assert t_tp[0] == pytest.approx(gemm(1, 2 * 2 * 64, 256) + gemm(1, 2 * 256, 64) + 2 * 3 * 64 * 2 / BW, rel=1e-12)
 
 
+def test_shared_experts_beside_the_routed_ones_take_the_longer_path_hand_computed():
+    """``shared_stream_tokens``: up to that many tokens a MoE layer's shared experts run
+    beside its router and routed experts, so the layer costs ``max(shared, routed)`` for
+    the two instead of their sum. Tiny MoE (4 experts of width 128, top-2, one shared
+    expert of width 128) on the ideal toy device at T = 1: the router [1, 256] x [256, 4];
+    the routed path activates 2 experts (4 (1 - (1 - 2/4))) of 2 x 128 gate/up and 128
+    down; the shared path is one gated MLP of width 128. Above the threshold, without
+    ``shared_stream``, and for a model without shared experts nothing changes."""
+    cfg = {**TINY_MODEL, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128,
+           "shared_expert_intermediate_size": 128}
+    spec = ModelSpec.from_hf_config(cfg, name="tiny-shared")
+    topo = Topology.single_switch(["d0"], 1e11, 0.0)
+
+    def model(spec, n):
+        return StepCostModel(spec, ToyDevice(ToyConfig()), 1, 1, "bf16", "bf16", "bf16", topo, ["d0"], 64, 8,
+                             shared_stream_tokens=n)
+
+    routed = gemm(1, 4, 256) + gemm(1, 2 * 2 * 128, 256) + gemm(1, 2 * 256, 128) + 2 * 3 * 128 * 2 / BW
+    shared = gemm(1, 2 * 128, 256) + 3 * 128 * 2 / BW + gemm(1, 256, 128)
+    serial, beside = model(spec, 0), model(spec, 4)
+    assert serial.linear_stream is None
+    assert beside.linear[1] == pytest.approx(serial.linear[1], rel=1e-12)
+    assert beside.linear[1] - beside.linear_stream[1] == pytest.approx(2 * min(routed, shared), rel=1e-12)
+    t_serial, f_serial, b_serial = beside.step(1, 1, 0, 0, 0, 1, 10)
+    t_beside, f_beside, b_beside = beside.step(1, 1, 0, 0, 0, 1, 10, shared_stream=True)
+    assert t_serial - t_beside == pytest.approx(2 * min(routed, shared), rel=1e-12)
+    assert (f_beside, b_beside) == (f_serial, b_serial)  # the same work, in less time
+    assert beside.linear_stream[5] == beside.linear[5]  # above the threshold: in turn
+    unshared = ModelSpec.from_hf_config({**cfg, "shared_expert_intermediate_size": 0}, name="tiny-moe")
+    assert model(unshared, 4).linear_stream is None
+
+
 @pytest.mark.parametrize("ep, tp, match", [
     (3, 6, r"\.ep: 4 experts do not split over ep=3"),
     (4, 2, r"\.ep: ep=4 must divide tp=2"),
@@ -310,15 +340,15 @@ def mla_cost():
 
 
 def mla_layer_linear(T):
-    t = T * 2 * 256 * 2 / BW              # input norm
+    t = T * 4 * 256 * 2 / BW              # fused residual add + input norm
     t += gemm(T, 64 + 32 + 16, 256)       # fused q_a + kv_a down-projection
     t += T * 2 * 64 * 2 / BW + T * 2 * 32 * 2 / BW  # q_a and kv_a RMSNorms
     t += gemm(T, 4 * 48, 64)              # q_b: 4 heads of 32 + 16
     t += gemm(T, 4 * 64, 32)              # kv_b: 4 heads of key 32 + value 32
     t += T * 2 * (4 + 1) * 16 * 2 / BW    # RoPE on the queries' and the shared key's 16 dims
     t += gemm(T, 256, 4 * 32)             # o_proj from 4 values of 32
-    t += T * 3 * 256 * 2 / BW + T * 2 * 256 * 2 / BW  # residual add, post-attention norm
-    t += gemm(T, 2 * 512, 256) + T * 3 * 512 * 2 / BW + gemm(T, 256, 512) + T * 3 * 256 * 2 / BW
+    t += T * 4 * 256 * 2 / BW             # fused residual add + post-attention norm
+    t += gemm(T, 2 * 512, 256) + T * 3 * 512 * 2 / BW + gemm(T, 256, 512)
     return t
 
 
@@ -346,6 +376,6 @@ def test_mla_prefill_attends_over_up_projected_keys_and_values():
 
 
 def test_operators_per_forward_count_every_layer_and_the_head(cost):
-    # 11 operators per tiny layer (norm, qkv, rope, attention, o, add, norm, gate_up, act,
-    # down, add: 11) x 2 layers, plus embedding, final norm and LM head
-    assert cost.ops_per_forward == 2 * 11 + 3
+    # 9 operators per tiny layer (add + norm, qkv, rope, attention, o, add + norm, gate_up,
+    # act, down: 9) x 2 layers, plus embedding, final add + norm and LM head
+    assert cost.ops_per_forward == 2 * 9 + 3

@@ -263,12 +263,12 @@ def test_overlapped_host_time_is_max_not_sum():
 
 def test_eager_prefill_steps_wait_for_the_host_to_launch_every_operator():
     """``eager_op_us``: a step with a prefill chunk runs without CUDA graphs, so it lasts at
-    least ``eager_op_us x`` the forward pass's operators (Llama-3.1-8B: 32 layers x 11 + the
-    embedding, final norm and LM head = 355); decode-only steps are unaffected."""
+    least ``eager_op_us x`` the forward pass's operators (Llama-3.1-8B: 32 layers x 9 + the
+    embedding, final add + norm and LM head = 291); decode-only steps are unaffected."""
     ttft, tpot = _one_request()
     assert ttft < 0.02
     eager_ttft, eager_tpot = _one_request(eager_op_us=1000)
-    assert eager_ttft == pytest.approx(355 * 1e-3)
+    assert eager_ttft == pytest.approx(291 * 1e-3)
     assert eager_tpot == pytest.approx(tpot)
 
 
@@ -391,6 +391,47 @@ def test_host_time_follows_the_engine_build():
     assert host("meta-llama/Llama-3.1-70B") == S.HOST_TIME["trtllm"] == (5900.0, 115.0, True)
     assert host("openai/gpt-oss-120b") == S.HOST_TIME_BY_MODEL[("trtllm", "openai/gpt-oss-120b")]
     assert host("openai/gpt-oss-120b")[0] < S.HOST_TIME["trtllm"][0]
+
+
+def test_shared_experts_stream_shortens_the_steps_it_covers(tmp_path):
+    """``shared_experts_stream_tokens``: MoE layers whose shared experts run beside the
+    routed ones shorten every step of at most that many tokens; with
+    ``shared_experts_stream_in_prefill: false`` only the decode-only steps, so a lone
+    request's TTFT (its prefill step) stays and its TPOT falls."""
+    import json
+
+    from conftest import TINY_MODEL
+
+    cfg = {**TINY_MODEL, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128,
+           "shared_expert_intermediate_size": 128}
+    path = tmp_path / "tiny-shared" / "config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(cfg))
+    ttft, tpot = _one_request(str(path))
+    both = _one_request(str(path), shared_experts_stream_tokens=64)
+    decode_only = _one_request(str(path), shared_experts_stream_tokens=64, shared_experts_stream_in_prefill=False)
+    assert both[0] < ttft and both[1] < tpot
+    assert decode_only[0] == pytest.approx(ttft)
+    assert decode_only[1] == pytest.approx(both[1])
+    # a step larger than the threshold (the 16-token prefill) runs them in turn
+    assert _one_request(str(path), shared_experts_stream_tokens=8)[0] == pytest.approx(ttft)
+
+
+def test_validation_runs_shared_experts_as_each_engine_does():
+    """vLLM rows: the shared-experts stream up to 256 tokens in any step; SGLang and
+    TensorRT-LLM rows: every decode step (fused expert, or two streams under CUDA graphs)."""
+    def stage(backend, model):
+        p = S.Point(line=2, raw={"silicon_data_source": "source_file=2025-11-02.csv"}, id="x",
+                    backend=backend, model_path=model, system="h200_sxm", mode="agg", isl=1024,
+                    osl=1024, gemm_quant_mode="fp8", batch_size=64, tp=8, pp=1, attention_dp=None,
+                    moe_tp=None, moe_ep=None, ttft_ms=1.0, tpot_ms=1.0)
+        st = S.scenario_for(p)[0]["clients"][0]["stage"]
+        return st["shared_experts_stream_tokens"], st["shared_experts_stream_in_prefill"], st["max_num_seqs"]
+
+    assert stage("vllm", "moonshotai/Kimi-K2.5")[:2] == (256, True)
+    for backend in ("sglang", "trtllm"):
+        tokens, in_prefill, seqs = stage(backend, "deepseek-ai/DeepSeek-R1")
+        assert not in_prefill and tokens >= seqs >= 64
 
 
 def test_moe_experts_are_one_grouped_gemm():

@@ -106,6 +106,15 @@ class LLMServingConfig(BaseModel):
     wait adds to the device time (aiconfigurator prices the same CPU dispatch as 0.8 ms per
     layer for vLLM, ``VLLMBackend._prefill_dispatch_overhead_ms``; the measured H200 rows of
     dense models fit without it, so hermes charges it to MoE layers only);
+    ``shared_experts_stream_tokens`` (default 0: never): largest step, in tokens, in which a
+    MoE layer's shared experts run beside its router and routed experts instead of after
+    them, so the layer takes the longer of the two paths (vLLM's shared-experts CUDA stream
+    up to ``VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD`` = 256 tokens; see
+    :class:`~hermes_plugins.stages.step_cost.StepCostModel`); models without shared
+    experts are unaffected; ``shared_experts_stream_in_prefill`` (default true): false
+    limits that to decode-only steps, the ones engines run under CUDA graphs (SGLang's
+    dual-stream MoE and TensorRT-LLM's ``maybe_execute_in_parallel`` run the two streams
+    only then);
     ``frontend_token_us`` (default 0): CPU time of the serving front-end per output token
     (detokenization and streaming to the client in the API-server process, e.g. SGLang's
     tokenizer manager), one first-in-first-out server per replica that the engine does not
@@ -142,6 +151,8 @@ class LLMServingConfig(BaseModel):
     schedule_ahead: bool | None = None
     eager_op_us: float = Field(0.0, ge=0)
     eager_moe_layer_us: float = Field(0.0, ge=0)
+    shared_experts_stream_tokens: int = Field(0, ge=0)
+    shared_experts_stream_in_prefill: bool = True
     frontend_token_us: float = Field(0.0, ge=0)
     moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
@@ -248,7 +259,9 @@ class LLMServing(Stage):
             self.model, dev, tp, pp, prec.weights, prec.activations, prec.kv_cache, ctx.topology,
             ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
             experts=self.expert_precision, ep=ep, moe_kernel=config.moe_kernel,
+            shared_stream_tokens=config.shared_experts_stream_tokens,
         )
+        self._stream_in_prefill = config.shared_experts_stream_in_prefill
         self._window = self.model.sliding_window if self.model.sliding_layers else 0
         self._overhead = config.step_overhead_us * 1e-6
         self._seq_overhead = config.seq_overhead_us * 1e-6
@@ -347,7 +360,8 @@ class LLMServing(Stage):
         win = (window_sums(self._window, [s.num_computed for s in b.seqs], b.num_new)
                if self._window else None)
         dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv,
-                                    len(b.seqs) - b.dec_n, window=win)
+                                    len(b.seqs) - b.dec_n, window=win,
+                                    shared_stream=self._stream_in_prefill or not b.pf_q)
         if b.pf_q and self._eager:
             # a step with prefill runs without CUDA graphs: the GPU waits for the host to
             # launch every operator of the forward pass

@@ -53,6 +53,10 @@ from hermes_core import HardwareNode, ModelSpec, Topology, dtype_bytes
 
 #: GEMMs a block-FP8 checkpoint keeps in 16 bits (no activation quantization before them).
 UNQUANTIZED_GEMMS = frozenset({"moe_router", "lm_head"})
+#: A MoE layer's shared-expert operators and its routed path (router and fused experts):
+#: the two that engines run concurrently (:attr:`StepCostModel.linear_stream`).
+SHARED_EXPERT_OPS = frozenset({"shared_gate_up_proj", "shared_act", "shared_down_proj"})
+ROUTED_EXPERT_OPS = frozenset({"moe_router", "moe_experts"})
 
 
 class StepCostModel:
@@ -74,6 +78,16 @@ class StepCostModel:
             ``[stage0: tp devices][stage1: ...]`` order.
         max_tokens: largest T to tabulate (max_num_batched_tokens).
         max_seqs: largest S to tabulate (max_num_seqs).
+        shared_stream_tokens: largest T at which a MoE layer's shared experts may run on a
+            second CUDA stream beside its router and routed experts (0: never). Such a
+            layer then takes ``other + max(shared, routed)`` instead of their sum
+            (aiconfigurator's ``OverlapOp`` of the two): vLLM's shared-experts stream (at
+            most ``VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD`` = 256 tokens), SGLang's
+            dual-stream MoE and TensorRT-LLM's ``maybe_execute_in_parallel`` under CUDA
+            graphs, SGLang's shared expert fused into the routed kernel as one more expert
+            (DeepSeek-V3/R1), whose weights a decode step reads alongside the routed ones.
+            The steps that do so are the caller's choice (:meth:`step` ``shared_stream``);
+            models without shared experts are unaffected.
 
     Raises ``ValueError`` if the device lacks a precision.
     """
@@ -81,7 +95,7 @@ class StepCostModel:
     def __init__(self, model: ModelSpec, device: HardwareNode, tp: int, pp: int,
                  weights: str, activations: str, kv_cache: str, topology: Topology,
                  device_names: list[str], max_tokens: int, max_seqs: int, experts: str | None = None,
-                 ep: int = 1, moe_kernel: str | None = None):
+                 ep: int = 1, moe_kernel: str | None = None, shared_stream_tokens: int = 0):
         self.model, self.device, self.tp, self.pp = model, device, tp, pp
         self.moe_kernel = moe_kernel
         self.wdt, self.adt = weights, activations
@@ -133,6 +147,15 @@ class StepCostModel:
             moe_t, moe_f, moe_b = ops_time(moe_ops, T)
         else:
             moe_t = moe_f = moe_b = 0.0
+        shared_ops = [op for op in moe_ops if op.name in SHARED_EXPERT_OPS]
+        # the MoE layer with its shared experts beside the routed path, up to the threshold
+        moe_stream = None
+        if shared_ops and shared_stream_tokens > 0:
+            Ts = T[:min(len(T), shared_stream_tokens + 1)]
+            ts = ops_time(shared_ops, Ts)[0]
+            tr = ops_time([op for op in moe_ops if op.name in ROUTED_EXPERT_OPS], Ts)[0]
+            moe_stream = moe_t.copy()
+            moe_stream[:len(Ts)] -= ts + tr - np.maximum(ts, tr)
         lps = self.layers_per_stage
         # sliding-window layers: their share of each stage's layers (stages equal on average)
         win_share = len(model.sliding_layers) / layers if layers else 0.0
@@ -140,6 +163,10 @@ class StepCostModel:
         self.full_layers = lps - self.window_layers
         # A stage holds lps layers, moe_share of them MoE (stages are equal on average).
         self.linear = lps * ((1 - moe_share) * dense_t + moe_share * moe_t)
+        #: ``linear`` with each MoE layer's shared experts running beside its routed ones
+        #: (up to ``shared_stream_tokens``); ``None`` when that does not apply
+        self.linear_stream = (None if moe_stream is None else
+                              lps * ((1 - moe_share) * dense_t + moe_share * moe_stream))
         self.linear_flops = lps * ((1 - moe_share) * dense_f + moe_share * moe_f)
         self.linear_bytes = lps * ((1 - moe_share) * dense_b + moe_share * moe_b)
         #: operators of one forward pass over all ``pp`` stages (each launches at least one
@@ -200,7 +227,8 @@ class StepCostModel:
 
     def step(self, tokens: int, sampled: int, pf_pairs: float, pf_kv: float, pf_q: int,
              dec_n: int, dec_kv: float, pf_n: int = 0,
-             window: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
+             window: tuple[float, float, float] | None = None,
+             shared_stream: bool = False) -> tuple[float, float, float]:
         """``(seconds, flops, bytes)`` of one step on one device.
 
         Args:
@@ -216,9 +244,12 @@ class StepCostModel:
             window: ``(pf_pairs, pf_kv, dec_kv)`` within the sliding window
                 (:func:`window_sums`), for a model with sliding-window layers; ``None``
                 prices those layers as full attention.
+            shared_stream: this step runs the MoE layers' shared experts beside the routed
+                ones (:attr:`linear_stream`, when the model has them and the constructor's
+                ``shared_stream_tokens`` covers ``tokens``); FLOP and bytes are the same.
         """
         L = self.layers_per_stage
-        t = self.linear[tokens]
+        t = (self.linear_stream if shared_stream and self.linear_stream is not None else self.linear)[tokens]
         fl = self.linear_flops[tokens]
         by = self.linear_bytes[tokens]
         at, af, ab = self._attention(pf_pairs, pf_kv, pf_q, pf_n, dec_n, dec_kv)

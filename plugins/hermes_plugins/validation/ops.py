@@ -20,14 +20,17 @@ attn_post_proj             o_proj               ``gemm_time(m, h, h_q d / tp)``
 mlp_up_proj                gate_up_proj         ``gemm_time(m, 2 I / tp, h)`` (``I / tp`` if not gated)
 mlp_down_proj              down_proj            ``gemm_time(m, h, I / tp)``
 emb                        embedding            ``memory_time(m * 2 h * bytes)``
-input_layernorm            input_norm           ``memory_time(m * 2 h * bytes)``
-post_attention_layernorm   post_attention_norm  ``memory_time(m * 2 h * bytes)``
+input_layernorm            rms_norm             ``memory_time(m * 2 h * bytes)``
+post_attention_layernorm   rms_norm             ``memory_time(m * 2 h * bytes)``
 attn_rope                  rope                 ``memory_time(m * 2 (h_q + h_kv) d / tp * bytes)``
 mlp_act                    act_mul              ``memory_time(m * 3 I / tp * bytes)`` (``2 I / tp`` if not gated)
-add                        mlp_residual_add     ``memory_time(m * 3 h * bytes)``
+add                        residual_add         ``memory_time(m * 3 h * bytes)``
 =========================  ===================  =====================================
 
 with ``m = num_tokens``, ``h = n_embd``, ``d = n_embd / n_head`` and ``I = n_expanded_embd``.
+Vidur's eager PyTorch model runs the norms and the residual add as separate kernels, so they
+are priced unfused (``rms_norm``, ``residual_add``), not as the serving engines' fused
+add + RMSNorm of :meth:`~hermes_core.ModelSpec.layer_operators`.
 The measured value compared is the median.
 
 Device check: a file's rows must come from the device family hermes is asked to predict.
@@ -66,15 +69,15 @@ MODEL_COLUMNS = ("n_head", "n_kv_head", "n_embd", "n_expanded_embd", "vocab_size
 #: Vidur operator -> hermes operator (ModelSpec names).
 VIDUR_OPERATORS = {
     "emb": "embedding",
-    "input_layernorm": "input_norm",
+    "input_layernorm": "rms_norm",
     "attn_pre_proj": "qkv_proj",
     "attn_rope": "rope",
     "attn_post_proj": "o_proj",
-    "post_attention_layernorm": "post_attention_norm",
+    "post_attention_layernorm": "rms_norm",
     "mlp_up_proj": "gate_up_proj",
     "mlp_act": "act_mul",
     "mlp_down_proj": "down_proj",
-    "add": "mlp_residual_add",
+    "add": "residual_add",
 }
 
 _TIME_COL = re.compile(r"^time_stats\.(?P<op>.+)\.median$")
@@ -239,6 +242,9 @@ def _shard_operators(dims: dict[str, Any], tp: int) -> dict[str, tuple[str, int,
                      max_position_embeddings=4096)
     inputs, _ = spec.head_operators(tp)
     ops = {o.name: (o.kind, o.n, o.k, o.elems_per_token) for o in [*inputs, *spec.layer_operators(tp)]}
+    # Vidur's eager model launches the norms and the residual add unfused
+    ops["rms_norm"] = ("memory", 0, 0, 2.0 * h)
+    ops["residual_add"] = ("memory", 0, 0, 3.0 * h)
     if not dims["use_gated_mlp"]:  # one up projection and an unfused activation (GELU)
         i = dims["n_expanded_embd"] // tp
         ops["gate_up_proj"] = ("gemm", i, h, 0.0)

@@ -278,6 +278,16 @@ FRONTEND_TOKEN_US: dict[str, float] = {"sglang": 50.0}
 #: SGLang on DeepSeek-R1 (0.5.9; 2000 / 3500 us: 7.3 / 23.6 %, none 36.9 %).
 EAGER_MOE_LAYER_US: dict[str, float] = {"vllm": 450.0, "trtllm": 1800.0, "sglang": 2000.0}
 
+#: Steps in which a MoE layer's shared experts run beside its routed experts (``llm_serving``
+#: fields ``shared_experts_stream_tokens``, ``shared_experts_stream_in_prefill``): vLLM runs
+#: them on a second CUDA stream in every step of at most 256 tokens
+#: (``VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD``); SGLang fuses DeepSeek-V3/R1's shared
+#: expert into the routed MoE kernel as one more expert (``determine_num_fused_shared_experts``,
+#: on by default on Hopper) and TensorRT-LLM runs the two on two streams under CUDA graphs
+#: (``maybe_execute_in_parallel``): in decode steps. ``None``: every decode step.
+SHARED_EXPERTS_STREAM: dict[str, tuple[int | None, bool]] = {
+    "vllm": (256, True), "sglang": (None, False), "trtllm": (None, False)}
+
 #: Engines whose scheduler decides step k+1 while step k runs, whatever ``overlap_host``
 #: says of their host time (``llm_serving`` field ``schedule_ahead``): SGLang's overlap
 #: scheduler (``event_loop_overlap``, on by default in 0.5.6: it receives requests, forms and
@@ -789,6 +799,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
         lengths = {"isl": p.isl, "osl": p.osl}
     reuse = prompt_reuse and not imax
     host = host_time(p)
+    stream = SHARED_EXPERTS_STREAM.get(p.backend, (0, True))
     scenario = {
         "name": f"{p.id}",
         "seed": 0,
@@ -821,6 +832,8 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 **({"schedule_ahead": True} if p.backend in SCHEDULES_AHEAD else {}),
                 "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
                 "eager_moe_layer_us": EAGER_MOE_LAYER_US.get(p.backend, 0.0),
+                "shared_experts_stream_tokens": stream[0] or max(eng.max_num_seqs, C),
+                "shared_experts_stream_in_prefill": stream[1],
                 "prefix_caching": reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
                 **over,  # InferenceMAX's script settings replace the aiconfigurator ones
