@@ -335,6 +335,17 @@ def main() -> None:
         "per hermes operator fits DeepSeek-R1 on SGLang but takes SGLang Llama-3.1-8B's TPOT from "
         "5.7 % to 12.8 %; "
         "the validation leaves it off.",
+        "- **Decode steps launched two kernels too many per layer and ran shared experts in turn.** "
+        "The engines fuse each residual add into the RMSNorm after it (vLLM and SGLang "
+        "`fused_add_rms_norm`, TensorRT-LLM's `RMSNorm` with a residual): two norm kernels per layer, "
+        "not two adds and two norms. Priced so, the TPOT median APE of the simulated rows goes from "
+        "10.4 % to 9.5 % (Llama-3.1-70B TensorRT-LLM 8.2 % to 4.8 %, vLLM 5.5 % to 3.6 %; "
+        "MiniMax-M2.5, under-predicted, 8.4 % to 10.5 %). DeepSeek-R1 and Kimi-K2.5 add a shared "
+        "expert to every MoE layer, which the engines run beside the routed experts (vLLM on a second "
+        "CUDA stream up to 256 tokens, TensorRT-LLM on two streams under CUDA graphs, SGLang fused "
+        "into the routed kernel): priced as the longer of the two paths, TPOT 9.5 % to 8.5 % "
+        "(DeepSeek-R1 SGLang 14.4 % to 8.2 %, Kimi-K2.5 7.1 % to 6.1 %; the DeepSeek-V3 TensorRT-LLM "
+        "rows, already under-predicted, 9.7 % to 14.0 %). TTFT median APE 14.8 % to 15.1 %.",
         "- **Serving TTFT** depends on how the benchmark's clients bunch their requests, which the data "
         "do not record: the measured phase starts as one burst and, with equal lengths, the bunches "
         "persist in a deterministic simulation, so TTFT is too high at low concurrency and too low at "
