@@ -227,6 +227,28 @@ def test_wrong_format_is_named(tmp_path):
     assert not (tmp_path / "x.yaml").exists()
 
 
+def test_gemm_rows_of_unpriced_quantisation_modes_are_dropped_with_a_note(tmp_path):
+    """aiconfigurator's TensorRT-LLM tables also hold weight-only INT4/INT8 and SmoothQuant
+    GEMMs, which hermes has no precision for: those rows are dropped and named in a note,
+    the rest loads as before; a dtype that is no aiconfigurator mode is still an error."""
+    lines = (AIC / "gemm.csv").read_text().splitlines()
+    header, rows = lines[0] + ",gemm_dtype", lines[1:]
+
+    def with_dtype(dtype, n=3):
+        return [f"{r},{dtype}" for r in rows[:n]]
+
+    d = tmp_path / "t"
+    d.mkdir()
+    bf16 = with_dtype("bfloat16", len(rows))
+    (d / "gemm.csv").write_text("\n".join([header, *bf16, *with_dtype("int4_wo"), *with_dtype("sq")]) + "\n")
+    table = load_aiconfigurator([d])["gemm"]
+    assert len(table) == len(load_aiconfigurator([AIC / "gemm.csv"])["gemm"])
+    assert any("dropped 6 rows of gemm_dtype int4_wo, sq" in n for n in table.notes)
+    (d / "gemm.csv").write_text("\n".join([header, *bf16, *with_dtype("int3")]) + "\n")
+    with pytest.raises(HermesError, match=r"gemm.csv: column 'gemm_dtype': unknown dtype 'int3'"):
+        load_aiconfigurator([d])
+
+
 def test_bad_options_are_usage_errors(tmp_path):
     r = invoke("--tables", AIC, "--preset", "tpu_v5", "-o", tmp_path / "x.yaml")
     assert r.exit_code == 2 and "unknown preset 'tpu_v5'; allowed: a100_sxm_80gb, b200, h100_sxm, h200_sxm" in r.output

@@ -156,6 +156,11 @@ DTYPE_NAMES = {"bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "half": "f
                "fp8": "fp8", "float8": "fp8", "int8": "int8", "float32": "fp32", "float": "fp32", "fp32": "fp32",
                "fp8_block": "fp8_block"}
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "fp32": 4}
+#: aiconfigurator GEMM quantisation modes (``common.GEMMQuantMode``: weight-only INT8/INT4,
+#: SmoothQuant, static-scale FP8, NVFP4) that hermes has no GEMM precision for: their rows
+#: are dropped with a note, not refused, so a whole aiconfigurator table loads.
+UNPRICED_GEMM_DTYPES = frozenset({"int8_wo", "int4_wo", "sq", "fp8_static", "fp8_ootb", "nvfp4",
+                                  "nvfp4_wo", "w4a16_nvfp4"})
 
 
 @dataclass
@@ -302,7 +307,7 @@ def _dtype_col(path, cols, name, n, default="bf16"):
     if name not in cols:
         return np.full(n, default, dtype=object)
     raw = cols[name].astype(str)
-    bad = sorted(set(raw) - set(DTYPE_NAMES))
+    bad = sorted(map(str, set(raw) - set(DTYPE_NAMES)))
     if bad:
         raise TableError(f"{path}: column '{name}': unknown dtype {bad[0]!r}; known: {', '.join(sorted(DTYPE_NAMES))}")
     return np.array([DTYPE_NAMES[v] for v in raw], dtype=object)
@@ -313,6 +318,13 @@ def _normalise(kind: str, files: list[tuple[Path, dict[str, np.ndarray]]], kerne
     notes: list[str] = []
     devices: set[str] = set()
     for path, c in files:
+        if kind == "gemm" and "gemm_dtype" in c:
+            raw = c["gemm_dtype"].astype(str)
+            unpriced = np.isin(raw, sorted(UNPRICED_GEMM_DTYPES))
+            if unpriced.any():
+                notes.append(f"{path.name}: dropped {int(unpriced.sum())} rows of gemm_dtype "
+                             f"{', '.join(sorted(set(raw[unpriced])))} (no hermes GEMM precision)")
+                c = {k: v[~unpriced] for k, v in c.items()}
         n = len(c["latency"])
         keep = np.ones(n, dtype=bool)
         if "device" in c:
