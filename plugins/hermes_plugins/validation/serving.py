@@ -662,7 +662,7 @@ def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]
 PROTOCOLS = ("aiperf", "by-source")
 #: The protocol ``hermes validate serving`` runs unless told otherwise: each row with the
 #: client it was measured with. On the 627 simulated H200 rows it scores TTFT / TPOT median
-#: APE 14.8 / 10.4 % against 57.3 / 10.4 % for aiperf everywhere (docs/validation.md).
+#: APE 15.1 / 8.5 % against 55.2 / 8.5 % for aiperf everywhere (docs/validation.md).
 DEFAULT_PROTOCOL = "by-source"
 
 #: InferenceMAX's client (InferenceX ``benchmarks/benchmark_lib.sh`` and the per-model
