@@ -345,7 +345,7 @@ def main() -> None:
         "CUDA stream up to 256 tokens, TensorRT-LLM on two streams under CUDA graphs, SGLang fused "
         "into the routed kernel): priced as the longer of the two paths, TPOT 9.5 % to 8.5 % "
         "(DeepSeek-R1 SGLang 14.4 % to 8.2 %, Kimi-K2.5 7.1 % to 6.1 %; the DeepSeek-V3 TensorRT-LLM "
-        "rows, already under-predicted, 9.7 % to 14.0 %). TTFT median APE 14.8 % to 15.1 %.",
+        "rows, already under-predicted, 9.7 % to 13.9 %). TTFT median APE 14.8 % to 15.1 %.",
         "- **Serving TTFT** depends on how the benchmark's clients bunch their requests, which the data "
         "do not record: the measured phase starts as one burst and, with equal lengths, the bunches "
         "persist in a deterministic simulation, so TTFT is too high at low concurrency and too low at "
