@@ -143,19 +143,19 @@ class StepCostModel:
         dense_ops = model.layer_operators(tp, moe=False)
         moe_ops = model.layer_operators(tp, moe=True, ep=ep) if n_moe else []
         dense_t, dense_f, dense_b = ops_time(dense_ops, T)
-        if n_moe:
-            moe_t, moe_f, moe_b = ops_time(moe_ops, T)
-        else:
-            moe_t = moe_f = moe_b = 0.0
-        shared_ops = [op for op in moe_ops if op.name in SHARED_EXPERT_OPS]
-        # the MoE layer with its shared experts beside the routed path, up to the threshold
+        moe_t = moe_f = moe_b = 0.0
         moe_stream = None
-        if shared_ops and shared_stream_tokens > 0:
-            Ts = T[:min(len(T), shared_stream_tokens + 1)]
-            ts = ops_time(shared_ops, Ts)[0]
-            tr = ops_time([op for op in moe_ops if op.name in ROUTED_EXPERT_OPS], Ts)[0]
-            moe_stream = moe_t.copy()
-            moe_stream[:len(Ts)] -= ts + tr - np.maximum(ts, tr)
+        if any(op.name in SHARED_EXPERT_OPS for op in moe_ops) and shared_stream_tokens > 0:
+            # each path priced once: the layer in turn, and with its shared experts beside
+            # the routed path up to the threshold
+            groups = ([op for op in moe_ops if op.name in SHARED_EXPERT_OPS],
+                      [op for op in moe_ops if op.name in ROUTED_EXPERT_OPS],
+                      [op for op in moe_ops if op.name not in SHARED_EXPERT_OPS | ROUTED_EXPERT_OPS])
+            (ts, fs, bs), (tr, fr, br), (to, fo, bo) = (ops_time(g, T) for g in groups)
+            moe_t, moe_f, moe_b = to + ts + tr, fo + fs + fr, bo + bs + br
+            moe_stream = np.where(T <= shared_stream_tokens, to + np.maximum(ts, tr), moe_t)
+        elif n_moe:
+            moe_t, moe_f, moe_b = ops_time(moe_ops, T)
         lps = self.layers_per_stage
         # sliding-window layers: their share of each stage's layers (stages equal on average)
         win_share = len(model.sliding_layers) / layers if layers else 0.0

@@ -832,7 +832,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 **({"schedule_ahead": True} if p.backend in SCHEDULES_AHEAD else {}),
                 "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
                 "eager_moe_layer_us": EAGER_MOE_LAYER_US.get(p.backend, 0.0),
-                "shared_experts_stream_tokens": stream[0] or max(eng.max_num_seqs, C),
+                "shared_experts_stream_tokens": max(eng.max_num_seqs, C) if stream[0] is None else stream[0],
                 "shared_experts_stream_in_prefill": stream[1],
                 "prefix_caching": reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
