@@ -637,6 +637,36 @@ IMAX_2025 = "source_file=2026-04-06.csv; model=Llama-3.1-70B; measured=2025-10-2
 GAP = "source_file=/Users/x/aic-auto-gap-analysis/data/h200_sxm/vllm/0.12.0/m.csv; silicon_concurrency=4"
 
 
+def test_gap_analysis_rows_that_repeat_an_inferencemax_row_are_inferencemax_runs(tmp_path):
+    """aiconfigurator's Kimi-K2.5 gap analysis repeats InferenceMAX's points: its rows
+    (values from the H200 file) equal an InferenceMAX row's settings and measurements, so
+    by-source simulates them with InferenceMAX's client, on the original's date; a
+    gap-analysis row whose measurements differ stays an aiperf run."""
+    header = list(_rows(DATA)[0])
+    base = dict.fromkeys(header, "")
+    base.update(backend="vllm", backend_version="0.16.0", model_path="moonshotai/Kimi-K2.5", system="h200_sxm",
+                precision="int4", mode="agg", isl="1024", osl="1024", gemm_quant_mode="int4_wo",
+                moe_quant_mode="int4_wo", batch_size="4", tp_size="8", pp_size="1", attention_dp_size="1",
+                moe_tp_size="8", moe_ep_size="1", silicon_ttft_ms="148.6120", silicon_tpot_ms="10.4312")
+    imax = "source_file=2026-04-06.csv; model=Kimi-K2.5; measured=2026-03-27T00:00:00.000Z; wip=False"
+    gap = "source_file=kimi-k2.5-gap-analysis.csv; silicon_concurrency=4; aic_database_mode=SILICON"
+    rows = [{**base, "id": "imax", "silicon_data_source": imax},
+            {**base, "id": "copy", "silicon_data_source": gap, "silicon_ttft_ms": "148.61", "silicon_tpot_ms": "10.43"},
+            {**base, "id": "other", "silicon_data_source": gap, "silicon_ttft_ms": "150.2", "silicon_tpot_ms": "10.43"},
+            {**base, "id": "c8", "silicon_data_source": gap, "batch_size": "8", "silicon_ttft_ms": "148.61",
+             "silicon_tpot_ms": "10.43"}]
+    pts = {p.id: p for p in S.read_points(_write(tmp_path / "kimi.csv", rows, header))}
+    assert pts["copy"].copy_of is pts["imax"]
+    assert pts["other"].copy_of is None and pts["c8"].copy_of is None and pts["imax"].copy_of is None
+    assert [S.benchmark_of(pts[i]) for i in ("imax", "copy", "other", "c8")] == [
+        "inferencemax", "inferencemax", "aiperf", "aiperf"]
+    assert S.benchmark_of(pts["copy"], "aiperf") == "aiperf"
+    assert S.measured_date(pts["copy"]) == S.datetime.date(2026, 3, 27) and S.measured_date(pts["other"]) is None
+    # the copy runs as its original: InferenceMAX's client with 2C warm-up requests (from 2026-01-13)
+    assert S.scenario_for(pts["copy"])[0]["workload"] == S.scenario_for(pts["imax"])[0]["workload"]
+    assert S.scenario_for(pts["copy"])[1].warmup == 8
+
+
 def test_by_source_protocol_takes_inferencemax_rows_as_inferencemax_ran_them():
     """--protocol by-source: InferenceMAX rows get its client (10C prompts, lengths uniform
     in [0.8 L, L], no warm-up before 2026-01-13, 2C after) and its scripts' engine settings;

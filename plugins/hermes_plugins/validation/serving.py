@@ -431,6 +431,9 @@ class Point:
     moe_ep: int | None
     ttft_ms: float
     tpot_ms: float
+    #: The InferenceMAX row of the same file that this aiconfigurator gap-analysis row repeats
+    #: (same settings, same measured TTFT and TPOT; :func:`link_copies`), else ``None``.
+    copy_of: Point | None = field(default=None, repr=False, compare=False)
 
 
 _MEASURED = re.compile(r"measured=(\d{4})-(\d{2})-(\d{2})")
@@ -438,11 +441,11 @@ _MEASURED = re.compile(r"measured=(\d{4})-(\d{2})-(\d{2})")
 
 def measured_date(p: Point) -> datetime.date | None:
     """The date a row was measured: the ``measured=YYYY-MM-DD`` field of its
-    ``silicon_data_source`` cell, or ``None`` when the file has no such column or the row
-    does not say."""
+    ``silicon_data_source`` cell, else that of the row it repeats (:attr:`Point.copy_of`), or
+    ``None`` when the file has no such column or the row does not say."""
     m = _MEASURED.search(p.raw.get("silicon_data_source", ""))
     if m is None:
-        return None
+        return None if p.copy_of is None else measured_date(p.copy_of)
     try:
         return datetime.date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError:
@@ -483,7 +486,34 @@ def read_points(path: Path) -> list[Point]:
             raise ConfigError(f"{path}: not a text CSV file (format aiconfigurator-silicon)") from None
     if not points:
         raise ConfigError(f"{path}: no data rows")
+    link_copies(points)
     return points
+
+
+def _is_gap_analysis(p: Point) -> bool:
+    """Whether a row's ``silicon_data_source`` is empty or names aiconfigurator's gap
+    analysis (``aic-auto-gap-analysis``, ``*-gap-analysis.csv``)."""
+    src = p.raw.get("silicon_data_source", "")
+    return not src.strip() or "gap-analysis" in src
+
+
+def _measurement_key(p: Point) -> tuple:
+    return (p.model_path, p.backend, p.system, p.mode, p.isl, p.osl, p.batch_size, p.tp, p.pp,
+            round(p.ttft_ms, 2), round(p.tpot_ms, 2))
+
+
+def link_copies(points: Sequence[Point]) -> None:
+    """Set :attr:`Point.copy_of` on each gap-analysis row that repeats an InferenceMAX row of
+    ``points``: same model, backend, system, mode, lengths, concurrency, TP and PP, and the
+    same measured TTFT and TPOT to 0.01 ms. aiconfigurator's Kimi-K2.5 and Qwen3.5 gap
+    analyses (``kimi-k2.5-gap-analysis.csv``, ``qwen3.5-397b-gap-analysis.csv``) took their
+    points from InferenceMAX's results: all 15 Kimi-K2.5 rows of the H200 file equal its
+    2026-03-27 rows to the last digit. Such a row was measured with InferenceMAX's client,
+    which :func:`benchmark_of` then simulates."""
+    originals = {_measurement_key(p): p for p in points if not _is_gap_analysis(p)}
+    for p in points:
+        if _is_gap_analysis(p):
+            p.copy_of = originals.get(_measurement_key(p))
 
 
 def _parse(path: Path, line: int, row: dict[str, str | None]) -> Point:
@@ -692,11 +722,11 @@ def benchmark_of(p: Point, protocol: str = DEFAULT_PROTOCOL) -> str:
     InferenceMAX's (1k/1k, 1k/8k, 8k/1k; 4-64 or 128 clients; TP 1-8), their images are its
     images (``nvcr.io#nvidia/...``), and the TensorRT-LLM Llama-3.1-70B 1k/1k rows at TP < 8
     carry the 20-step batch wait that only InferenceMAX's script sets for exactly those
-    runs (:func:`inferencemax_stage`)."""
+    runs (:func:`inferencemax_stage`). A gap-analysis row that repeats an InferenceMAX row
+    (:func:`link_copies`) is that InferenceMAX run."""
     if protocol == "aiperf":
         return "aiperf"
-    src = p.raw.get("silicon_data_source", "")
-    return "aiperf" if not src.strip() or "gap-analysis" in src else "inferencemax"
+    return "aiperf" if _is_gap_analysis(p) and p.copy_of is None else "inferencemax"
 
 
 def inferencemax_plan(p: Point, rounds: int | None = None) -> Plan:
