@@ -637,6 +637,22 @@ IMAX_2025 = "source_file=2026-04-06.csv; model=Llama-3.1-70B; measured=2025-10-2
 GAP = "source_file=/Users/x/aic-auto-gap-analysis/data/h200_sxm/vllm/0.12.0/m.csv; silicon_concurrency=4"
 
 
+def test_inferencemax_mtp_runs_are_reported_not_simulated():
+    """DeepSeek-R1 on TensorRT-LLM measured on 2026-01-14 ran InferenceX's MTP
+    configuration (speculative decoding, which hermes does not model): reported with the
+    reason; the same settings on another date, or from another source, are simulated."""
+    mtp = "source_file=2026-03-25.csv; model=DeepSeek-R1; measured=2026-01-14T22:26:21Z; wip=False"
+    plain = "source_file=2026-04-06.csv; model=DeepSeek-R1; measured=2025-11-02T00:00:00.000Z; wip=False"
+    def r1(src):
+        p = _trt_point(src, model="deepseek-ai/DeepSeek-R1", tp=8)
+        p.moe_ep = 8
+        return p
+    assert S.unsupported_reason(r1(mtp)) == (
+        "speculative decoding (MTP, InferenceX dsr1-fp8-h200-trt-mtp) is not modelled")
+    assert S.unsupported_reason(r1(plain)) is None
+    assert S.unsupported_reason(r1(GAP)) is None
+
+
 def test_gap_analysis_rows_that_repeat_an_inferencemax_row_are_inferencemax_runs(tmp_path):
     """aiconfigurator's Kimi-K2.5 gap analysis repeats InferenceMAX's points: its rows
     (values from the H200 file) equal an InferenceMAX row's settings and measurements, so
@@ -788,7 +804,7 @@ def test_deepseek_rows_run_with_their_inferencemax_scripts_settings():
     cache in 0.75 of the free memory and ``max_num_tokens = C + isl + 64`` rounded up to 64;
     SGLang (``dsr1_fp8_h200.sh``) with a 32768-token chunked prefill and
     ``--mem-fraction-static 0.82``."""
-    src = "source_file=2026-03-25.csv; model=DeepSeek-R1; measured=2026-01-14T22:26:21Z"
+    src = "source_file=2026-04-06.csv; model=DeepSeek-R1; measured=2025-11-02T00:00:00.000Z"
     p = dataclasses.replace(_vllm_point(src, c=16), backend="trtllm", model_path="deepseek-ai/DeepSeek-R1",
                             moe_tp=1, moe_ep=8)
     assert S.unsupported_reason(p) is None

@@ -581,12 +581,29 @@ def _is_moe(catalog_name: str) -> bool:
     return _spec(catalog_name).is_moe
 
 
+#: InferenceMAX runs with speculative decoding, which the rows do not record, keyed by
+#: (backend, model path, measured date): what ran. DeepSeek-R1 on TensorRT-LLM measured on
+#: 2026-01-14 is InferenceX's ``dsr1-fp8-h200-trt-mtp`` (PR #392, ``speculative_config:
+#: decoding_type: MTP``, 3 draft tokens with attention TP, 1 with attention DP; merged
+#: 2026-01-15): its grid has 1k/8k at 128 clients with attention TP, which only the MTP
+#: configuration has, and its TPOT at 4 clients is 8.6 / 7.1 / 8.6 ms (1k/1k, 1k/8k, 8k/1k)
+#: against 13.8 / 13.7 / 14.9 ms for the same settings without MTP on 2025-11-02, its TTFT
+#: 1.3-2x higher.
+SPECULATIVE_RUNS: dict[tuple[str, str, datetime.date], str] = {
+    ("trtllm", "deepseek-ai/DeepSeek-R1", datetime.date(2026, 1, 14)):
+        "MTP, InferenceX dsr1-fp8-h200-trt-mtp",
+}
+
+
 def unsupported_reason(p: Point) -> str | None:
     """Why hermes cannot simulate this row yet, or ``None`` if it can."""
     if p.mode != "agg":
         if p.mode == "disagg":
             return "disaggregated serving (mode=disagg): prefill-decode disaggregation is not modelled yet"
         return f"unknown mode '{p.mode}'"
+    spec = SPECULATIVE_RUNS.get((p.backend, p.model_path, measured_date(p)))
+    if spec is not None and benchmark_of(p, "by-source") == "inferencemax":
+        return f"speculative decoding ({spec}) is not modelled"
     if p.system not in SYSTEMS:
         return f"system '{p.system}' has no hermes GPU preset"
     if p.backend not in ENGINES:
