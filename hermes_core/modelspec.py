@@ -387,6 +387,32 @@ class ModelSpec:
         if pp > self.layers:
             raise ConfigError(f"{where}.pp: pp={pp} exceeds the model's {self.layers} layers")
 
+    def check_block_quantization(self, tp: int, where: str, ep: int = 1) -> None:
+        """Raise :class:`ConfigError` when block-scaled FP8 weights (:attr:`fp8_block`) do
+        not split over the devices: each tensor-parallel shard of an MLP or routed-expert
+        weight must hold whole ``fp8_block``-wide blocks of its intermediate dimension, as
+        vLLM and SGLang require of block-FP8 checkpoints (vLLM ``validate_fp8_block_shape``:
+        "the output_size of gate's and up's weight ... is not divisible by weight
+        quantization block_n"). The routed experts split their width over ``tp / ep``
+        devices, so expert parallelism lifts the limit for them (MiniMax-M2.5 at TP8:
+        1536 / 8 = 192 is not a multiple of 128; with ``ep = 8`` each device holds whole
+        experts). Does nothing for a model without block-FP8 weights."""
+        b = self.fp8_block
+        if not b:
+            return
+        dense = self.intermediate and len(self.moe_layers) < self.layers
+        if dense and (self.intermediate // tp) % b:
+            raise ConfigError(
+                f"{where}.tp: {self.name}'s block-FP8 MLP weights ({self.intermediate} wide, blocks of {b}) "
+                f"do not split over tp={tp}: {self.intermediate // tp} per device is not a multiple of {b}")
+        if self.is_moe:
+            width = self.moe_intermediate // (tp // ep)
+            if width % b:
+                raise ConfigError(
+                    f"{where}.tp: {self.name}'s block-FP8 expert weights ({self.moe_intermediate} wide, blocks "
+                    f"of {b}) do not split over tp / ep = {tp // ep}: {width} per device is not a multiple "
+                    f"of {b}; use expert parallelism (parallelism.ep) or a smaller tp")
+
     # -- operators ----------------------------------------------------------------------
     def layer_operators(self, tp: int = 1, moe: bool = False, ep: int = 1) -> list[Operator]:
         """Operators of one decoder layer on one of ``tp`` tensor-parallel devices, in

@@ -438,6 +438,28 @@ def test_missing_hidden_size_names_the_field_and_the_file(tmp_path):
     assert str(path) in str(info.value)
 
 
+def test_block_fp8_weights_must_split_into_whole_blocks():
+    """vLLM refuses a block-FP8 checkpoint whose shard of a weight holds a partial 128-wide
+    block: MiniMax-M2.5's experts (1536 wide) split over TP4 (384) but not TP8 (192) unless
+    expert parallelism keeps each expert whole; Qwen3-235B-A22B-FP8 likewise."""
+    mm, qw = spec("minimax-m2.5"), spec("qwen3-235b-a22b-fp8")
+    for tp, ep in ((1, 1), (2, 1), (4, 1), (8, 8), (8, 2)):  # 1536 / (tp / ep) = 1536, 768, 384, 1536, 384
+        mm.check_block_quantization(tp, "stage.parallelism", ep)
+    with pytest.raises(ConfigError, match=r"stage\.parallelism\.tp: minimax-m2\.5's block-FP8 expert weights "
+                                          r"\(1536 wide, blocks of 128\) do not split over tp / ep = 8: 192 per "
+                                          r"device .*use expert parallelism"):
+        mm.check_block_quantization(8, "stage.parallelism")
+    with pytest.raises(ConfigError, match="tp / ep = 8: 192"):
+        qw.check_block_quantization(8, "x")
+    spec("qwen3-235b-a22b").check_block_quantization(8, "x")  # BF16 checkpoint: no blocks
+    dense = ModelSpec.from_hf_config({**json.loads((CATALOG / "llama-3.1-8b.json").read_text()),
+                                      "quantization_config": {"quant_method": "fp8",
+                                                              "weight_block_size": [128, 128]}}, name="d")
+    dense.check_block_quantization(8, "x")  # 14336 / 8 = 1792 = 14 blocks
+    with pytest.raises(ConfigError, match=r"MLP weights \(14336 wide, blocks of 128\) do not split over tp=32: 448"):
+        dense.check_block_quantization(32, "x")  # 448 = 3.5 blocks
+
+
 def test_block_fp8_checkpoints_declare_their_quantization_group():
     assert spec("qwen3-235b-a22b-fp8").fp8_block == 128
     assert spec("minimax-m2.5").fp8_block == 128

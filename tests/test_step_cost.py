@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hermes_core import ModelSpec, Topology
-from hermes_plugins.stages.step_cost import StepCostModel
+from hermes_plugins.stages.step_cost import StepCostModel, masked_slot_bytes
 
 from conftest import TINY_MODEL, ToyConfig, ToyDevice
 
@@ -279,6 +279,39 @@ def test_expert_parallelism_gives_each_device_its_experts_whole_hand_computed():
     tp_op = next(op for op in spec.layer_operators(2, moe=True) if op.kind == "moe")
     t_tp, _, _ = model(1)._moe(tp_op, [1], "bf16", 2.0)
     assert t_tp[0] == pytest.approx(gemm(1, 2 * 2 * 64, 256) + gemm(1, 2 * 256, 64) + 2 * 3 * 64 * 2 / BW, rel=1e-12)
+
+
+def test_ep_masked_slots_add_the_other_devices_slots_hand_computed():
+    """vLLM's fused_moe with an expert map (``ep_masked_slots``) also runs over each
+    token's slots routed to the other devices' experts: zeros written by both grouped GEMMs
+    (2 x 128 and 256 wide) and the SiLU-and-multiply (reads 2 x 128, writes 128), 16-bit,
+    so (5 x 128 + 256) x 2 bytes per slot; FP8 experts add their activation's
+    quantization (128 values read, 128 bytes written). Tiny MoE on tp=2 with ep=2 and
+    top-2: one of each token's 2 slots is the other device's. Without expert parallelism
+    there is nothing to add."""
+    moe_cfg = {**TINY_MODEL, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128}
+    spec = ModelSpec.from_hf_config(moe_cfg, name="tiny-moe")
+    topo = Topology.single_switch(["d0", "d1"], 1e11, 0.0)
+
+    def model(ep, masked):
+        return StepCostModel(spec, ToyDevice(ToyConfig()), 2, 1, "bf16", "bf16", "bf16", topo,
+                             ["d0", "d1"], 64, 8, ep=ep, ep_masked_slots=masked)
+
+    op = next(op for op in spec.layer_operators(2, moe=True, ep=2) if op.kind == "moe")
+    T = [1, 7, 40]
+    base, b_bytes = model(2, False)._moe(op, T, "bf16", 2.0)[::2]
+    masked, m_bytes = model(2, True)._moe(op, T, "bf16", 2.0)[::2]
+    per_slot = (5 * 128 + 256) * 2
+    assert masked - base == pytest.approx([t * 1 * per_slot / BW for t in T], rel=1e-12)
+    assert m_bytes - b_bytes == pytest.approx([t * per_slot for t in T], rel=1e-12)
+    fp8_extra = model(2, True)._moe(op, T, "fp8", 2.0)[0] - model(2, False)._moe(op, T, "fp8", 2.0)[0]
+    assert fp8_extra == pytest.approx([t * (per_slot + 128 * 3) / BW for t in T], rel=1e-12)
+    assert masked_slot_bytes(256, 128, "bf16") == per_slot
+    # the whole step: 2 MoE layers of the tiny model, each with the same addition
+    tp_op = next(op for op in spec.layer_operators(2, moe=True) if op.kind == "moe")
+    assert model(1, True)._moe(tp_op, T, "bf16", 2.0)[0] == pytest.approx(model(1, False)._moe(tp_op, T, "bf16", 2.0)[0])
+    lin = model(2, True).linear[40] - model(2, False).linear[40]
+    assert lin == pytest.approx(2 * 40 * per_slot / BW, rel=1e-9)
 
 
 def test_shared_experts_beside_the_routed_ones_take_the_longer_path_hand_computed():

@@ -741,6 +741,27 @@ def test_by_source_gpt_oss_runs_the_scripts_moe_kernels_and_expert_parallelism()
         protocol="aiperf")[0]["clients"][0]["stage"]
 
 
+def test_by_source_minimax_runs_expert_parallel_from_the_script_that_enabled_it():
+    """MiniMax-M2.5 on vLLM: the InferenceX script passed ``--enable-expert-parallel`` from
+    2026-03-13 on (TP8 rows), not before (TP4 rows of 2026-03-01); the TP8 row simulates
+    (whole experts per GPU), while TP8 without expert parallelism is refused as vLLM
+    refuses it (192-wide shards of 128-wide FP8 blocks)."""
+    def mm(measured, tp):
+        return dataclasses.replace(_vllm_point(f"db-dump/2026-04-27; measured={measured}T00:00:00.000Z; "
+                                               "vllm/vllm-openai:v0.18.0"),
+                                   model_path="MiniMaxAI/MiniMax-M2.5", tp=tp, moe_tp=tp, moe_ep=1)
+    tp8, tp4 = mm("2026-03-28", 8), mm("2026-03-01", 4)
+    st8 = S.scenario_for(tp8)[0]["clients"][0]["stage"]
+    assert st8["parallelism"] == {"tp": 8, "pp": 1, "ep": 8}
+    assert st8["ep_masked_slots"] is True  # vLLM's fused_moe runs over the other GPUs' slots too
+    assert "ep_masked_slots" not in S.scenario_for(_trt_point(IMAX_2025))[0]["clients"][0]["stage"]
+    assert S.scenario_for(tp4)[0]["clients"][0]["stage"]["parallelism"] == {"tp": 4, "pp": 1}
+    ttft, tpot = S.simulate(tp8, S.Options(rounds=1))
+    assert 0 < ttft and 0 < tpot
+    with pytest.raises(ConfigError, match=r"parallelism\.tp: minimax-m2\.5's block-FP8 expert weights"):
+        S.simulate(tp8, S.Options(rounds=1, protocol="aiperf"))
+
+
 def test_marlin_moe_kernel_takes_its_own_fitted_factors():
     """``kernel="marlin"``: the grouped expert GEMMs compute at ``moe_compute_marlin`` with
     tokens padded to ``moe_block_m_min_marlin``; unset, the MXFP4 factors; an unknown kernel

@@ -115,6 +115,12 @@ class LLMServingConfig(BaseModel):
     limits that to decode-only steps, the ones engines run under CUDA graphs (SGLang's
     dual-stream MoE and TensorRT-LLM's ``maybe_execute_in_parallel`` run the two streams
     only then);
+    ``ep_masked_slots`` (default false): with expert parallelism (``parallelism.ep > 1``),
+    the MoE kernels also run over each token's expert slots routed to other devices, as
+    vLLM's Triton ``fused_moe`` does with an expert map (expert parallelism without an
+    all-to-all: it writes zeros for those slots and runs the activation over them; see
+    :func:`~hermes_plugins.stages.step_cost.masked_slot_bytes`); false prices only the
+    local slots;
     ``frontend_token_us`` (default 0): CPU time of the serving front-end per output token
     (detokenization and streaming to the client in the API-server process, e.g. SGLang's
     tokenizer manager), one first-in-first-out server per replica that the engine does not
@@ -153,6 +159,7 @@ class LLMServingConfig(BaseModel):
     eager_moe_layer_us: float = Field(0.0, ge=0)
     shared_experts_stream_tokens: int = Field(0, ge=0)
     shared_experts_stream_in_prefill: bool = True
+    ep_masked_slots: bool = False
     frontend_token_us: float = Field(0.0, ge=0)
     moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
@@ -213,6 +220,8 @@ class LLMServing(Stage):
                 dev.peak_flops(value)
             except ValueError as exc:
                 raise ConfigError(f"{where}.precision.{f}: {exc}") from None
+        if prec.weights == "fp8":  # a block-FP8 checkpoint run as such
+            self.model.check_block_quantization(tp, f"{where}.parallelism", ep)
         if config.max_model_len and config.max_model_len > self.model.max_position_embeddings:
             raise ConfigError(
                 f"{where}.max_model_len: {config.max_model_len} exceeds the model's "
@@ -260,6 +269,7 @@ class LLMServing(Stage):
             ctx.device_names, config.max_num_batched_tokens, config.max_num_seqs,
             experts=self.expert_precision, ep=ep, moe_kernel=config.moe_kernel,
             shared_stream_tokens=config.shared_experts_stream_tokens,
+            ep_masked_slots=config.ep_masked_slots,
         )
         self._stream_in_prefill = config.shared_experts_stream_in_prefill
         self._window = self.model.sliding_window if self.model.sliding_layers else 0

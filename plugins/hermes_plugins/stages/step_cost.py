@@ -88,6 +88,10 @@ class StepCostModel:
             (DeepSeek-V3/R1), whose weights a decode step reads alongside the routed ones.
             The steps that do so are the caller's choice (:meth:`step` ``shared_stream``);
             models without shared experts are unaffected.
+        ep_masked_slots: with ``ep > 1``, the MoE kernels also process each token's slots
+            routed to other devices' experts (vLLM's ``fused_moe`` with an expert map;
+            :func:`masked_slot_bytes`); false: only the local slots (an all-to-all
+            dispatch, or kernels that skip them).
 
     Raises ``ValueError`` if the device lacks a precision.
     """
@@ -95,9 +99,11 @@ class StepCostModel:
     def __init__(self, model: ModelSpec, device: HardwareNode, tp: int, pp: int,
                  weights: str, activations: str, kv_cache: str, topology: Topology,
                  device_names: list[str], max_tokens: int, max_seqs: int, experts: str | None = None,
-                 ep: int = 1, moe_kernel: str | None = None, shared_stream_tokens: int = 0):
+                 ep: int = 1, moe_kernel: str | None = None, shared_stream_tokens: int = 0,
+                 ep_masked_slots: bool = False):
         self.model, self.device, self.tp, self.pp = model, device, tp, pp
         self.moe_kernel = moe_kernel
+        self.ep_masked_slots = ep_masked_slots
         self.wdt, self.adt = weights, activations
         self.edt = experts or weights
         act_b = dtype_bytes(activations)
@@ -211,18 +217,22 @@ class StepCostModel:
         model prices the rest. With expert parallelism (``op.ep > 1``) a device runs its
         ``E / ep`` experts on the ``T k / ep`` expert slots routed to it on average (uniform
         routing: no load imbalance across devices), always from the model; so are the layers
-        of a :attr:`moe_kernel` other than the default."""
+        of a :attr:`moe_kernel` other than the default. With ``ep_masked_slots`` the kernels
+        also run over the ``T (k - k / ep)`` slots of other devices' experts
+        (:func:`masked_slot_bytes`)."""
         E, k = op.experts / op.ep, op.top_k / op.ep
         T = np.asarray(tokens, dtype=float)
         dev = self.device
-        t = moe_layer_time(dev, T, op.k, op.n, E, k, weights, act_b, self.moe_kernel)
+        masked = op.top_k - k if self.ep_masked_slots else 0.0
+        t = moe_layer_time(dev, T, op.k, op.n, E, k, weights, act_b, self.moe_kernel, masked)
         measured = getattr(dev, "moe_time", None) if op.ep == 1 and self.moe_kernel is None else None
         if measured is not None:
             mt, ok = measured(T, op.k, self.model.moe_intermediate, op.top_k, op.experts, self.tp, weights)
             t = np.where(ok, mt, t)
         active = E * (1.0 - (1.0 - k / E) ** T)
         flops = 2.0 * T * k * 3 * op.n * op.k
-        nbytes = active * 3 * op.n * op.k * dtype_bytes(weights) + T * k * (2 * op.k + 3 * op.n) * act_b
+        nbytes = (active * 3 * op.n * op.k * dtype_bytes(weights) + T * k * (2 * op.k + 3 * op.n) * act_b
+                  + T * masked * masked_slot_bytes(op.k, op.n, weights, act_b))
         return t, flops, nbytes
 
     def step(self, tokens: int, sampled: int, pf_pairs: float, pf_kv: float, pf_q: int,
@@ -321,8 +331,25 @@ def window_sums(window: int, cached, new) -> tuple[float, float, float]:
     return pf_pairs, pf_kv, dec_kv
 
 
+def masked_slot_bytes(hidden: int, inter: int, weights: str, act_bytes: float = 2.0) -> float:
+    """Memory traffic (bytes) of one expert slot routed to another device's expert in an
+    expert-parallel MoE layer whose kernels still run over every slot: vLLM's Triton
+    ``fused_moe`` with an ``expert_map`` (expert parallelism without an all-to-all: each
+    device sees every token) writes zeros for such a slot in both grouped GEMMs
+    (``write_zeros_to_output``: the gate/up output, ``2 inter`` wide, and the down output,
+    ``hidden`` wide) and runs the SiLU-and-multiply over it (reads ``2 inter``, writes
+    ``inter``), all at ``act_bytes``; with FP8 experts the activation's per-token-group FP8
+    quantization reads ``inter`` values and writes ``inter`` bytes. Against aiconfigurator's
+    measured vLLM 0.18 H200 ``fused_moe`` layers of MiniMax-M2.5's experts (block FP8, hidden
+    3072, inter 1536, 256 experts, top-8, balanced routing, moe_ep_size 8): modelled over
+    measured at 1,024 / 4,096 / 8,192 tokens 0.64 / 0.43 / 0.42 without these slots, 0.81 /
+    0.69 / 0.70 with them."""
+    return (2 * inter + 3 * inter + hidden) * act_bytes + (inter * (act_bytes + 1) if weights == "fp8" else 0.0)
+
+
 def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, experts: float, top_k: float,
-                   weights: str, act_bytes: float = 2.0, kernel: str | None = None) -> np.ndarray:
+                   weights: str, act_bytes: float = 2.0, kernel: str | None = None,
+                   masked_top_k: float = 0.0) -> np.ndarray:
     """Modelled time (s) of one MoE layer's routed experts on one device, at each token
     count of ``tokens`` (array): ``hidden`` model width, ``inter`` each expert's
     intermediate width on this device (after tensor parallelism), ``top_k`` of
@@ -340,7 +367,9 @@ def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, expert
     efficiency is fitted on measured fused-MoE kernels) prices the GEMMs with it and adds
     its ``moe_launch_s`` (routing, sort and combine kernels) per layer, with the factors of
     ``kernel`` (:data:`hermes_plugins.devices.MOE_KERNELS`) when given; any other device
-    prices them as plain GEMMs."""
+    prices them as plain GEMMs. ``masked_top_k``: slots per token routed to other devices'
+    experts that the kernels still process (expert parallelism without an all-to-all, vLLM's
+    ``expert_map``), one memory kernel over ``T masked_top_k`` :func:`masked_slot_bytes`."""
     T = np.asarray(tokens, dtype=float)
     active = experts * (1.0 - (1.0 - top_k / experts) ** T)
     safe = np.maximum(active, 1e-9)
@@ -352,4 +381,7 @@ def moe_layer_time(device: HardwareNode, tokens, hidden: int, inter: int, expert
         gemm = functools.partial(gemm, kernel=kernel)
     grouped = gemm(m, safe * 2 * inter, hidden, weights) + gemm(m, safe * hidden, inter, weights)
     launch = getattr(device, "moe_launch_s", 0.0)
-    return np.where(T > 0, grouped + device.memory_time(T * top_k * 3 * inter * act_bytes) + launch, 0.0)
+    t = grouped + device.memory_time(T * top_k * 3 * inter * act_bytes) + launch
+    if masked_top_k > 0:
+        t = t + device.memory_time(T * masked_top_k * masked_slot_bytes(hidden, inter, weights, act_bytes))
+    return np.where(T > 0, t, 0.0)

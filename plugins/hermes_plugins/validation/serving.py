@@ -288,6 +288,16 @@ EAGER_MOE_LAYER_US: dict[str, float] = {"vllm": 450.0, "trtllm": 1800.0, "sglang
 SHARED_EXPERTS_STREAM: dict[str, tuple[int | None, bool]] = {
     "vllm": (256, True), "sglang": (None, False), "trtllm": (None, False)}
 
+#: Engines whose MoE kernels, under expert parallelism without an all-to-all, also run
+#: over the slots of other devices' experts (``llm_serving`` field ``ep_masked_slots``):
+#: vLLM's Triton ``fused_moe`` with an ``expert_map`` (``write_zeros_to_output``, activation
+#: over every slot; aiconfigurator's measured vLLM 0.18 H200 tables show it, see
+#: :func:`~hermes_plugins.stages.step_cost.masked_slot_bytes`). TensorRT-LLM's expert
+#: parallel rows (gpt-oss-120b, DeepSeek-R1) keep only their local slots: hermes has no
+#: measured TensorRT-LLM expert-parallel MoE table to check them against. Among the rows:
+#: MiniMax-M2.5 at TP8 (54 rows, TTFT 0.69x -> 0.82x of measured, TPOT 0.92x -> 0.95x).
+EP_MASKED_SLOTS = ("vllm",)
+
 #: Engines whose scheduler decides step k+1 while step k runs, whatever ``overlap_host``
 #: says of their host time (``llm_serving`` field ``schedule_ahead``): SGLang's overlap
 #: scheduler (``event_loop_overlap``, on by default in 0.5.6: it receives requests, forms and
@@ -727,6 +737,13 @@ INFERENCEMAX_WARMUP_SINCE = datetime.date(2026, 1, 13)
 #: InferenceMAX's gpt-oss H100/H200 vLLM scripts export ``VLLM_MXFP4_USE_MARLIN=1``: the
 #: MXFP4 experts run vLLM's Marlin W4A16 kernels instead of the default OpenAI Triton ones.
 INFERENCEMAX_MARLIN_SINCE = datetime.date(2026, 1, 2)
+#: From 2026-03-13 (InferenceX commit 5e2c705d3, PR #869) InferenceMAX's MiniMax-M2.5 H200
+#: vLLM script passes ``--enable-expert-parallel`` when ``EP_SIZE -ge 1``, which the sweep's
+#: default ``ep: 1`` always meets: its TP8 rows ran the experts with expert parallelism over
+#: the 8 GPUs (whole experts per GPU), as they must: MiniMax-M2.5's block-FP8 experts (1536
+#: wide, 128-wide blocks) do not split over TP8 (:meth:`ModelSpec.check_block_quantization`).
+#: Its TP4 rows (2026-03-01, the first script) ran without.
+INFERENCEMAX_MINIMAX_EP_SINCE = datetime.date(2026, 3, 13)
 
 
 def benchmark_of(p: Point, protocol: str = DEFAULT_PROTOCOL) -> str:
@@ -771,6 +788,8 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
       (MiniMax, Kimi 0.95),
       ``kv-cache-dtype fp8`` for Llama-3.3-70B-FP8; gpt-oss rows measured from
       :data:`INFERENCEMAX_MARLIN_SINCE` ``moe_kernel: marlin`` (``VLLM_MXFP4_USE_MARLIN=1``);
+      MiniMax-M2.5 rows measured from :data:`INFERENCEMAX_MINIMAX_EP_SINCE` expert
+      parallelism over the TP group (``--enable-expert-parallel``);
     * TensorRT-LLM (``70b_fp8_h200_trt_slurm.sh``, ``gptoss_fp4_h200_trt*.sh``,
       ``dsr1_fp8_h200_trt*.sh``): no chunked prefill (the LLM API default), ``max_num_tokens``
       16384 (Llama), 20000 (gpt-oss) or ``C + isl + 64`` rounded up to 64 (DeepSeek-R1),
@@ -795,6 +814,9 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
         if p.model_path == "meta-llama/Llama-3.1-70B":
             st["kv_cache"] = "fp8"
         day = measured_date(p)
+        if (p.model_path == "MiniMaxAI/MiniMax-M2.5" and day is not None
+                and day >= INFERENCEMAX_MINIMAX_EP_SINCE):
+            st["parallelism"] = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}
         if p.model_path == "openai/gpt-oss-120b" and day is not None and day >= INFERENCEMAX_MARLIN_SINCE:
             st["moe_kernel"] = "marlin"
     elif p.backend == "trtllm":
@@ -881,6 +903,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 "eager_moe_layer_us": EAGER_MOE_LAYER_US.get(p.backend, 0.0),
                 "shared_experts_stream_tokens": max(eng.max_num_seqs, C) if stream[0] is None else stream[0],
                 "shared_experts_stream_in_prefill": stream[1],
+                **({"ep_masked_slots": True} if p.backend in EP_MASKED_SLOTS else {}),
                 "prefix_caching": reuse and eng.prefix_caching,
                 "batching": dict(eng.batching),
                 **over,  # InferenceMAX's script settings replace the aiconfigurator ones
