@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from hermes_core import ModelSpec, Topology
-from hermes_plugins.stages.step_cost import StepCostModel, masked_slot_bytes
+from hermes_plugins.stages.step_cost import (
+    StepCostModel, busiest_device_slots, expected_max_std_normal, masked_slot_bytes)
 
 from conftest import TINY_MODEL, ToyConfig, ToyDevice
 
@@ -257,10 +258,13 @@ def test_block_fp8_checkpoint_adds_one_group_quant_kernel_per_converted_gemm():
 def test_expert_parallelism_gives_each_device_its_experts_whole_hand_computed():
     """Tiny MoE (4 experts of width 128, top-2) on tp=2. Tensor-parallel experts: each
     device holds all 4 at width 64. ep=2: each holds 2 experts at full width 128 and gets,
-    on average, one of each token's two expert slots. One token (T=1) on the ideal toy
-    device: with ep=2 the single local slot lands on 1 expert (active = 2 (1 - (1 - 1/2))),
-    whose gate/up [1, 256] x [256, 256] and down [1, 128] x [128, 256] GEMMs read its
-    weights, plus the SiLU-and-multiply kernel over 3 x 128 elements."""
+    on average, one of each token's two expert slots; the layer waits for the busier
+    device, which holds kb = 1 + 0.5642 sqrt(2 x 1/2 x 1/2) = 1.399 slots of the one token
+    (the expected larger of two normal shares; exactly, 4/3). One token (T=1) on the ideal
+    toy device: its kb slots land on kb experts (active = 2 (1 - (1 - kb/2))), whose
+    gate/up [1, 256 kb] x [256] and down [1, 128] x [128, 256 kb] GEMMs read their weights,
+    plus the SiLU-and-multiply kernel over kb x 3 x 128 elements. FLOP are the average
+    device's (one slot)."""
     moe_cfg = {**TINY_MODEL, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128}
     spec = ModelSpec.from_hf_config(moe_cfg, name="tiny-moe")
     topo = Topology.single_switch(["d0", "d1"], 1e11, 0.0)
@@ -272,7 +276,8 @@ def test_expert_parallelism_gives_each_device_its_experts_whole_hand_computed():
     ep_op = next(op for op in spec.layer_operators(2, moe=True, ep=2) if op.kind == "moe")
     assert (ep_op.n, ep_op.experts, ep_op.ep) == (128, 4, 2)
     t, flops, nbytes = model(2)._moe(ep_op, [1], "bf16", 2.0)
-    expected = gemm(1, 2 * 128, 256) + gemm(1, 256, 128) + 1 * 1 * 3 * 128 * 2 / BW
+    kb = 1 + 0.5641896 * (2 * 0.5 * 0.5) ** 0.5
+    expected = gemm(1, kb * 2 * 128, 256) + gemm(1, kb * 256, 128) + 1 * kb * 3 * 128 * 2 / BW
     assert t[0] == pytest.approx(expected, rel=1e-12)
     assert flops == pytest.approx(2 * 1 * 1 * 3 * 128 * 256)  # one expert slot of 3 matrices
     # without ep the same token runs 2 of 4 half-width experts (active = 4 (1 - 1/2) = 2)
@@ -287,8 +292,9 @@ def test_ep_masked_slots_add_the_other_devices_slots_hand_computed():
     (2 x 128 and 256 wide) and the SiLU-and-multiply (reads 2 x 128, writes 128), 16-bit,
     so (5 x 128 + 256) x 2 bytes per slot; FP8 experts add their activation's
     quantization (128 values read, 128 bytes written). Tiny MoE on tp=2 with ep=2 and
-    top-2: one of each token's 2 slots is the other device's. Without expert parallelism
-    there is nothing to add."""
+    top-2: the busier device holds kb = 1 + 0.5642 sqrt(0.5 / T) of each token's 2 slots
+    (:func:`busiest_device_slots`) and runs over the other 2 - kb as well. Without expert
+    parallelism there is nothing to add."""
     moe_cfg = {**TINY_MODEL, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 128}
     spec = ModelSpec.from_hf_config(moe_cfg, name="tiny-moe")
     topo = Topology.single_switch(["d0", "d1"], 1e11, 0.0)
@@ -302,16 +308,31 @@ def test_ep_masked_slots_add_the_other_devices_slots_hand_computed():
     base, b_bytes = model(2, False)._moe(op, T, "bf16", 2.0)[::2]
     masked, m_bytes = model(2, True)._moe(op, T, "bf16", 2.0)[::2]
     per_slot = (5 * 128 + 256) * 2
-    assert masked - base == pytest.approx([t * 1 * per_slot / BW for t in T], rel=1e-12)
-    assert m_bytes - b_bytes == pytest.approx([t * per_slot for t in T], rel=1e-12)
+    other = {t: 2 - (1 + 0.5641896 * (0.5 / t) ** 0.5) for t in T}  # 0.601, 0.849, 0.937
+    assert masked - base == pytest.approx([t * other[t] * per_slot / BW for t in T], rel=1e-6)
+    assert m_bytes - b_bytes == pytest.approx([t * other[t] * per_slot for t in T], rel=1e-6)
     fp8_extra = model(2, True)._moe(op, T, "fp8", 2.0)[0] - model(2, False)._moe(op, T, "fp8", 2.0)[0]
-    assert fp8_extra == pytest.approx([t * (per_slot + 128 * 3) / BW for t in T], rel=1e-12)
+    assert fp8_extra == pytest.approx([t * other[t] * (per_slot + 128 * 3) / BW for t in T], rel=1e-6)
     assert masked_slot_bytes(256, 128, "bf16") == per_slot
     # the whole step: 2 MoE layers of the tiny model, each with the same addition
     tp_op = next(op for op in spec.layer_operators(2, moe=True) if op.kind == "moe")
     assert model(1, True)._moe(tp_op, T, "bf16", 2.0)[0] == pytest.approx(model(1, False)._moe(tp_op, T, "bf16", 2.0)[0])
     lin = model(2, True).linear[40] - model(2, False).linear[40]
-    assert lin == pytest.approx(2 * 40 * per_slot / BW, rel=1e-9)
+    assert lin == pytest.approx(2 * 40 * other[40] * per_slot / BW, rel=1e-6)
+
+
+def test_busiest_expert_parallel_device_sets_the_layer_time():
+    """Expected maximum of n standard normals (tables of normal order statistics) and the
+    busiest device's slots: 8 devices, top-8 of 256 experts. One token: 1 + 1.4236 x
+    sqrt(8 x 1/8 x 7/8) = 2.33 slots (of 8, at most 8); 4 tokens: 6.66 (mean 4); 1024
+    tokens: 1067 (mean 1024); at most min(k, E / ep) per token; ep = 1: no spread."""
+    assert [round(expected_max_std_normal(n), 4) for n in (1, 2, 4, 8, 16)] == [0.0, 0.5642, 1.0294, 1.4236, 1.766]
+    T = np.array([1.0, 4.0, 1024.0])
+    kb = busiest_device_slots(T, 8, 8, 256)
+    assert kb * T == pytest.approx([1 + 1.4236 * (7 / 8) ** 0.5, 4 + 1.4236 * (3.5) ** 0.5,
+                                    1024 + 1.4236 * (1024 * 7 / 8) ** 0.5], rel=1e-4)
+    assert busiest_device_slots(np.array([1.0]), 8, 8, 16)[0] == 2.0  # 2 experts per device: at most 2 slots
+    assert busiest_device_slots(np.array([3.0]), 8, 1, 256)[0] == 8.0
 
 
 def test_shared_experts_beside_the_routed_ones_take_the_longer_path_hand_computed():
