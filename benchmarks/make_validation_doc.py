@@ -209,7 +209,9 @@ def main() -> None:
     w("The same rows, each simulated as aiconfigurator's own benchmark of its generated deployment "
       "(aiperf: 2C warm-up drained before 20 rounds of fixed lengths that start as one burst; "
       "aiconfigurator's token budgets), the client the file's header describes but most rows were "
-      "not measured with:\n")
+      "not measured with. MiniMax-M2.5's 54 TP8 rows do not run here: aiconfigurator's deployment "
+      "(`moe_ep_size` 1) would split its block-FP8 experts into 192-wide TP8 shards, which vLLM "
+      "refuses (InferenceMAX ran them expert-parallel):\n")
     w(f"`{cmd}` ({wall:.0f} s wall on 2 cores)\n")
     group_table(w, simb)
     cells = []
