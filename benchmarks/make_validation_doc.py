@@ -361,7 +361,7 @@ def main() -> None:
         "does), and vLLM's Triton fused MoE with an expert map still writes and activates every "
         "token's slots of the other GPUs' experts (`llm_serving.ep_masked_slots`; checked on "
         "aiconfigurator's measured MiniMax expert-parallel layers: 0.42x to 0.70x of measured at 8k "
-        "tokens): MiniMax-M2.5 TTFT 26.4 % to 21.4 % (TP8 0.69x to 0.82x of measured). An "
+        "tokens): MiniMax-M2.5 TTFT 26.4 % to 21.3 % (TP8 0.69x to 0.82x of measured). An "
         "expert-parallel MoE layer now lasts as long as its busiest GPU (a binomial share of the "
         "slots, the mean plus the expected largest of `ep` normal deviations): TPOT of DeepSeek-R1 "
         "TensorRT-LLM 13.8 % to 9.0 %, DeepSeek-V3 14.0 % to 8.7 %, MiniMax-M2.5 8.5 % to 5.8 %, "
