@@ -79,7 +79,7 @@ def load(paths: list[Path], dtypes=DTYPES) -> dict[str, np.ndarray]:
     for p in paths:
         t = load_aiconfigurator([p])["moe"]
         c = t.cols
-        keep = np.isin(c["dtype"], list(dtypes))
+        keep = np.isin(c["dtype"], list(dtypes)) & (c["ep"] == 1)
         if np.any(c["distribution"] == DISTRIBUTION):
             keep &= c["distribution"] == DISTRIBUTION
         part = {k: v[keep] for k, v in c.items()}

@@ -381,6 +381,50 @@ def test_step_cost_prices_moe_layers_from_the_table(moe_dev):
     np.testing.assert_allclose(t, [meas[1], meas[64]], rtol=1e-12)
 
 
+def test_expert_parallel_moe_rows_are_looked_up_at_their_split_and_not_fitted(tmp_path):
+    """Rows with ``moe_ep_size`` > 1 (aiconfigurator measures one device of an
+    expert-parallel layer) are kept under their own key: a lookup at (tp / ep, ep) finds
+    them, the tensor-parallel one does not, the step cost model of a tp=2, ep=2 layer
+    prices from them, and the calibration fit leaves them out. The EP rows here are the
+    TP2 rows relabelled (moe_tp 1, moe_ep 2) with their latency tripled, so which rows
+    answered shows in the value."""
+    import csv
+    from hermes_core import ModelSpec, Topology
+    from hermes_plugins.calibration import fit_rows
+    from hermes_plugins.models import catalog_path
+    from hermes_plugins.stages.step_cost import StepCostModel
+
+    with open(SGLANG_MOE / "moe_perf.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames, list(reader)
+    ep_rows = [{**r, "moe_tp_size": "1", "moe_ep_size": "2", "latency": str(3 * float(r["latency"]))}
+               for r in rows if r["moe_tp_size"] == "2"]
+    d = tmp_path / "ep"
+    d.mkdir()
+    with open(d / "moe_perf.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=header)
+        w.writeheader()
+        w.writerows(rows + ep_rows)
+    dev = ProfiledGPU(ProfiledGPUConfig(tables=str(d), preset="h200_sxm", moe_dtype="fp8_block"))
+    tp2 = _moe_rows(SGLANG_MOE, 2, "fp8_block")
+    t, ok = dev.moe_time(np.array([64.0, 1024.0]), tp=1, dtype="fp8", ep=2, **QWEN3)
+    assert ok.all() and t == pytest.approx([3 * tp2[64], 3 * tp2[1024]], rel=1e-12)
+    t, ok = dev.moe_time(np.array([64.0]), tp=2, dtype="fp8", **QWEN3)
+    assert ok.all() and t[0] == pytest.approx(tp2[64], rel=1e-12)
+    _, ok = dev.moe_time(np.array([64.0]), tp=1, dtype="fp8", ep=4, **QWEN3)
+    assert not ok.any()  # no rows at that split
+    m = ModelSpec.from_file(catalog_path("qwen3-235b-a22b"))
+    names = ["d0", "d1"]
+    cost = StepCostModel(m, dev, 2, 1, "fp8", "bf16", "bf16", Topology.single_switch(names, 1e11, 1e-6),
+                         names, 64, 8, ep=2)
+    op = next(o for o in m.layer_operators(2, moe=True, ep=2) if o.kind == "moe")
+    t, _, _ = cost._moe(op, np.array([1, 64]), "fp8", 2)
+    np.testing.assert_allclose(t, [3 * tp2[1], 3 * tp2[64]], rtol=1e-12)
+    table = load_aiconfigurator([d])["moe"]
+    assert set(table.cols["ep"]) == {1, 2} and len(table) == 336 + 56
+    assert set(fit_rows({"moe": table})["moe"].cols["ep"]) == {1}
+
+
 def test_wide_ep_moe_tables_in_a_directory_are_ignored(tmp_path):
     d = tmp_path / "tables"
     d.mkdir()

@@ -354,14 +354,11 @@ def _normalise(kind: str, files: list[tuple[Path, dict[str, np.ndarray]]], kerne
             d.update(tokens=c["num_tokens"].astype(np.int64), hidden=c["hidden_size"].astype(np.int64),
                      inter=c["inter_size"].astype(np.int64), topk=c["topk"].astype(np.int64),
                      experts=c["num_experts"].astype(np.int64), tp=c["moe_tp_size"].astype(np.int64),
+                     ep=ep,
                      # quantisation schemes hermes has no precision for keep the table's name
                      dtype=np.array([DTYPE_NAMES.get(v, v) for v in raw], dtype=object),
                      distribution=_col(c, "distribution", n, "").astype(str))
-            keep &= d["tokens"] >= 1
-            drop = int(np.sum(keep & (ep != 1)))
-            keep &= ep == 1
-            if drop:
-                notes.append(f"{path.name}: dropped {drop} rows with moe_ep_size != 1 (expert parallelism)")
+            keep &= (d["tokens"] >= 1) & (ep >= 1)
         else:
             name = "allreduce_dtype" if "allreduce_dtype" in c else "nccl_dtype"
             dt = _dtype_col(path, c, name, n)
@@ -659,11 +656,12 @@ def predict_allreduce(gpu, t: Table) -> np.ndarray:
 # ----------------------------------------------------------------------------- errors
 
 
-def moe_shapes(t: Table) -> Iterator[tuple[tuple[str, int, int, int, int, int], np.ndarray]]:
+def moe_shapes(t: Table) -> Iterator[tuple[tuple[str, int, int, int, int, int, int], np.ndarray]]:
     """The rows of a ``moe`` table grouped by layer shape: ``((dtype, hidden, inter, topk,
-    experts, tp), row indices)`` per distinct shape, in sorted order."""
+    experts, tp, ep), row indices)`` per distinct shape, in sorted order (``tp`` the
+    experts' tensor-parallel split, ``ep`` the expert-parallel one)."""
     c = t.cols
-    names = ("dtype", "hidden", "inter", "topk", "experts", "tp")
+    names = ("dtype", "hidden", "inter", "topk", "experts", "tp", "ep")
     keys = [tuple(v) for v in zip(*(c[n].tolist() for n in names))]
     groups: dict[tuple, list[int]] = {}
     for i, k in enumerate(keys):
@@ -680,7 +678,10 @@ def predict_moe(gpu, t: Table) -> np.ndarray:
     from hermes_plugins.stages.step_cost import moe_layer_time
 
     out = np.empty(len(t))
-    for (dt, h, i, k, e, tp), sel in moe_shapes(t):
+    for (dt, h, i, k, e, tp, ep), sel in moe_shapes(t):
+        if ep != 1:
+            raise ValueError("predict_moe: expert-parallel rows (moe_ep_size != 1) are not fitted; "
+                             "select moe_ep_size == 1 first (fit_rows does)")
         out[sel] = moe_layer_time(gpu, t.cols["tokens"][sel], h, i // tp, e, k, MOE_WEIGHTS[dt])
     return out
 
@@ -736,7 +737,8 @@ def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
     16384``, ``512 <= n <= 51200`` and ``1024 <= k <= 51200`` (below that the call's
     activation quantization outweighs the GEMM; no served model's projections are that
     narrow); attention with a bf16 KV cache; 16-bit all-reduce; MoE layers with 16-bit or
-    FP8 experts (:data:`MOE_WEIGHTS`)."""
+    FP8 experts (:data:`MOE_WEIGHTS`) without expert parallelism (``moe_ep_size`` 1; the
+    expert-parallel rows serve ``gpu_profiled`` lookups only)."""
     out = {}
     g = tables.get("gemm")
     if g is not None:
@@ -753,7 +755,8 @@ def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
         out["allreduce"] = a.select(np.isin(a.cols["dtype"], ["bf16", "fp16"]))
     if "moe" in tables:
         e = tables["moe"]
-        out["moe"] = e.select(np.isin(e.cols["dtype"], sorted(set(MOE_WEIGHTS) - MOE_OWN_FACTOR)))
+        out["moe"] = e.select(np.isin(e.cols["dtype"], sorted(set(MOE_WEIGHTS) - MOE_OWN_FACTOR))
+                              & (e.cols["ep"] == 1))
     return {k: v for k, v in out.items() if len(v)}
 
 

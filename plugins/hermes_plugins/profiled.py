@@ -35,8 +35,10 @@ reproduced exactly and a measured point is returned exactly):
   16-bit rows; outside it, the caller's own (topology) time.
 * **MoE layers** (:meth:`ProfiledGPU.moe_time`): aiconfigurator's ``moe_perf`` table times
   the whole fused MoE layer (routing, the expert GEMMs, activation, combine) per
-  ``(num_tokens, hidden_size, inter_size, topk, num_experts, moe_tp_size, moe_dtype)``; a
-  model's MoE layer is looked up at its exact shape and interpolated over the token count.
+  ``(num_tokens, hidden_size, inter_size, topk, num_experts, moe_tp_size, moe_ep_size,
+  moe_dtype)``; a model's MoE layer is looked up at its exact shape and split (an
+  expert-parallel layer at ``moe_tp_size = tp / ep``, ``moe_ep_size = ep``) and
+  interpolated over the token count.
   ``moe_dtype`` picks the table's quantisation (e.g. ``fp8_block`` for block-scaled FP8
   checkpoints; default: the scenario's weight precision). Other shapes, token counts
   outside the table: the model (the grouped-GEMM roofline of
@@ -450,16 +452,19 @@ class ProfiledGPU(HardwareNode):
     def moe_launch_s(self) -> float:
         return self.model.moe_launch_s
 
-    def moe_time(self, tokens, hidden: int, inter: int, topk: int, experts: int, tp: int, dtype: str):
+    def moe_time(self, tokens, hidden: int, inter: int, topk: int, experts: int, tp: int, dtype: str,
+                 ep: int = 1):
         """Measured time (s) of one MoE layer at each token count of ``tokens`` (array),
-        for experts of ``hidden`` x ``inter`` (unsharded) split ``tp`` ways, ``topk`` of
-        ``experts`` per token, weights ``dtype`` (the config's ``moe_dtype`` when set).
-        Returns ``(seconds, measured)``: ``measured`` is False where the table has no
-        value (another shape or dtype, a token count outside it); the caller prices those
-        with its model. The counts of :meth:`pricing_sources` are token counts priced."""
+        for experts of ``hidden`` x ``inter`` (unsharded) split ``tp`` ways and spread over
+        ``ep`` expert-parallel devices (the table's ``moe_tp_size`` and ``moe_ep_size``),
+        ``topk`` of ``experts`` per token, weights ``dtype`` (the config's ``moe_dtype``
+        when set). Returns ``(seconds, measured)``: ``measured`` is False where the table
+        has no value (another shape, split or dtype, a token count outside it); the caller
+        prices those with its model. The counts of :meth:`pricing_sources` are token counts
+        priced."""
         t = np.asarray(tokens, dtype=float)
         active = t > 0
-        key = (self.config.moe_dtype or dtype, int(hidden), int(inter), int(topk), int(experts), int(tp))
+        key = (self.config.moe_dtype or dtype, int(hidden), int(inter), int(topk), int(experts), int(tp), int(ep))
         grid = self.profile.moe.get(key)
         if grid is None:
             self._count("moe", 0, active.sum())

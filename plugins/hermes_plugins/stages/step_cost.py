@@ -214,11 +214,13 @@ class StepCostModel:
 
         A device with measured MoE layers (``moe_time``, e.g. ``gpu_profiled`` with an
         aiconfigurator ``moe_perf`` table) prices the token counts its table covers; the
-        model prices the rest. With expert parallelism (``op.ep > 1``) a device runs its
-        ``E / ep`` experts on the expert slots routed to it, ``T k / ep`` on average under
-        uniform routing; the layer's time is that of the busiest device
-        (:func:`busiest_device_slots`), its FLOP and bytes the average device's. Always from
-        the model; so are the layers of a :attr:`moe_kernel` other than the default. With
+        model prices the rest; with expert parallelism (``op.ep > 1``) it looks up the rows
+        measured at that split (``moe_tp_size`` = tp / ep, ``moe_ep_size`` = ep), whose
+        collector routes the tokens over all experts and times one device. The model: a
+        device runs its ``E / ep`` experts on the expert slots routed to it, ``T k / ep`` on
+        average under uniform routing; the layer's time is that of the busiest device
+        (:func:`busiest_device_slots`), its FLOP and bytes the average device's. The layers
+        of a :attr:`moe_kernel` other than the default always come from the model. With
         ``ep_masked_slots`` the busiest device's kernels also run over the other devices'
         slots (:func:`masked_slot_bytes`)."""
         E, k = op.experts / op.ep, op.top_k / op.ep
@@ -228,9 +230,12 @@ class StepCostModel:
         kb = busiest_device_slots(T, op.top_k, op.ep, op.experts) if op.ep > 1 else k
         masked = op.top_k - kb if self.ep_masked_slots else 0.0
         t = moe_layer_time(dev, T, op.k, op.n, E, kb, weights, act_b, self.moe_kernel, masked)
-        measured = getattr(dev, "moe_time", None) if op.ep == 1 and self.moe_kernel is None else None
+        measured = getattr(dev, "moe_time", None) if self.moe_kernel is None else None
         if measured is not None:
-            mt, ok = measured(T, op.k, self.model.moe_intermediate, op.top_k, op.experts, self.tp, weights)
+            # the table's split: experts' width over tp / ep devices, experts over ep
+            split = {"ep": op.ep} if op.ep > 1 else {}
+            mt, ok = measured(T, op.k, self.model.moe_intermediate, op.top_k, op.experts, self.tp // op.ep,
+                              weights, **split)
             t = np.where(ok, mt, t)
         active = E * (1.0 - (1.0 - k / E) ** T)
         flops = 2.0 * T * k * 3 * op.n * op.k
