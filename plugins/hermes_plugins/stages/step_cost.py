@@ -363,12 +363,10 @@ def busiest_device_slots(tokens, top_k: float, ep: int, experts: float) -> np.nd
     at most ``min(k, experts / ep)`` per token (a token's ``k`` experts are distinct). The
     layer waits for that device: with 4 tokens of DeepSeek-R1 (top-8 of 256) on 8 devices,
     the busiest holds 6.7 slots against 4 on average."""
-    T = np.asarray(tokens, dtype=float)
+    T = np.maximum(np.asarray(tokens, dtype=float), 1.0)  # 0 tokens: no layer to price
     p = 1.0 / ep
-    mean = top_k * p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sd = np.where(T > 0, np.sqrt(top_k * p * (1 - p) / np.maximum(T, 1e-300)), 0.0)
-    return np.minimum(mean + expected_max_std_normal(int(ep)) * sd, min(top_k, experts / ep))
+    sd = np.sqrt(top_k * p * (1 - p) / T)
+    return np.minimum(top_k * p + expected_max_std_normal(int(ep)) * sd, min(top_k, experts / ep))
 
 
 def masked_slot_bytes(hidden: int, inter: int, weights: str, act_bytes: float = 2.0) -> float:

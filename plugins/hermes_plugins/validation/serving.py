@@ -806,6 +806,7 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
     ``+ 256``). ``kv_cache`` is the precision's KV-cache dtype. Settings the scripts leave
     at the engine's default keep :data:`ENGINES`' values."""
     C = p.batch_size
+    ep_over_tp = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}  # the scripts' expert parallelism
     st: dict[str, Any] = {"max_num_seqs": C, "prefix_caching": False,
                           "max_model_len": p.isl + p.osl + 256}
     if p.backend == "vllm":
@@ -817,7 +818,7 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
         day = measured_date(p)
         if (p.model_path == "MiniMaxAI/MiniMax-M2.5" and day is not None
                 and day >= INFERENCEMAX_MINIMAX_EP_SINCE):
-            st["parallelism"] = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}
+            st["parallelism"] = ep_over_tp
         if p.model_path == "openai/gpt-oss-120b" and day is not None and day >= INFERENCEMAX_MARLIN_SINCE:
             st["moe_kernel"] = "marlin"
     elif p.backend == "trtllm":
@@ -829,12 +830,12 @@ def inferencemax_stage(p: Point) -> dict[str, Any]:
         elif p.model_path == "openai/gpt-oss-120b":
             st["max_num_batched_tokens"] = 20000
             st["kv_cache_free_memory_fraction"] = 0.85
-            st["parallelism"] = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}
+            st["parallelism"] = ep_over_tp
         elif p.model_path in ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3"):
             st["max_num_batched_tokens"] = -(-(C + p.isl + 64) // 64) * 64
             st["kv_cache_free_memory_fraction"] = 0.75
             st["kv_cache"] = "fp8"
-            st["parallelism"] = {"tp": p.tp, "pp": p.pp or 1, "ep": p.tp}
+            st["parallelism"] = ep_over_tp
         st["batching"] = batching
     elif p.backend == "sglang" and p.model_path in ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3"):
         st["max_num_batched_tokens"] = 32768
