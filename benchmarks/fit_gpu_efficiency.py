@@ -12,8 +12,10 @@ Rows used (the shapes LLM serving runs):
   ``n >= 128``, ``k >= 128``.
 * FP8 GEMM: ``kernel_source == CutlassFP8ScaledMMLinearKernel`` (per-tensor FP8, dynamic
   activation scale), ``1 <= m <= 16384``, ``512 <= n <= 51200``, ``1024 <= k <= 51200``:
-  only ``gemm_compute_fp8`` is fitted, every other GEMM field is the bf16 fit's, and the
-  call's activation quantization is priced as a memory kernel
+  the FP8 GEMM fields are fitted (share of the FP8 peak, tile, per-tile overhead, occupancy
+  exponent, launch time: :func:`hermes_plugins.calibration.fit_gemm_fp8`), the memory share
+  and roofline are the bf16 fit's, and the call's activation quantization is priced as a
+  memory kernel
   (:func:`hermes_plugins.calibration.predict_gemm_fp8`).
 * Context and generation attention: FlashAttention 3 (``vllm_flash_attn_fa3``), bf16 KV
   cache, no sliding window (``window_size == 0``); all batch sizes, lengths, head counts

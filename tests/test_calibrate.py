@@ -87,7 +87,8 @@ def test_yaml_has_provenance_and_a_device_mapping(calibrated):
     dev = yaml.safe_load(text)
     assert dev["type"] == "gpu" and dev["preset"] == "h100_sxm"
     eff = dev["efficiency"]
-    for k in ("gemm_compute", "gemm_compute_fp8", "gemm_memory", "launch_us", "gemm_k_overhead", "gemm_occupancy_exponent", "tile_m",
+    for k in ("gemm_compute", "gemm_compute_fp8", "tile_m_fp8", "tile_n_fp8", "gemm_k_overhead_fp8",
+              "gemm_occupancy_exponent_fp8", "launch_us_fp8", "gemm_memory", "launch_us", "gemm_k_overhead", "gemm_occupancy_exponent", "tile_m",
               "tile_n", "attention_prefill_compute", "attention_prefill_memory", "attention_decode_memory",
               "attention_decode_compute", "attention_launch_us"):
         assert k in eff
@@ -119,17 +120,25 @@ def test_fitted_factors_beat_the_hand_set_ones_on_every_table(calibrated):
     assert 0.3 < dev["efficiency"]["gemm_compute_fp8"] < 0.8 * dev["efficiency"]["gemm_compute"]
 
 
-def test_fp8_fit_recovers_a_known_share(tmp_path):
-    """Rows made by the model itself at ``gemm_compute_fp8 = 0.45`` (the shapes of the measured
-    FP8 subset): the fit finds 0.45 again, with the other GEMM fields held at the given base."""
+def test_fp8_fit_recovers_known_fields(tmp_path):
+    """Rows made by the model itself with known FP8 GEMM fields (share 0.45, 128x128 tiles,
+    k overhead 300, occupancy exponent 0.4, 4 us launch; the shapes of the measured FP8
+    subset): the fit finds the tile and the share again, with the memory share held at the
+    given base."""
     from hermes_plugins.calibration import fit_gemm_fp8
 
     rows = fit_rows(load_aiconfigurator([AIC]))["gemm_fp8"]
     base = make_gpu("h100_sxm", base="preset").eff.model_dump()
-    truth = make_gpu("h100_sxm", {**base, "gemm_compute_fp8": 0.45})
+    known = {"gemm_compute_fp8": 0.45, "tile_m_fp8": 128, "tile_n_fp8": 128, "gemm_k_overhead_fp8": 300.0,
+             "gemm_occupancy_exponent_fp8": 0.4, "launch_us_fp8": 4.0}
+    truth = make_gpu("h100_sxm", {**base, **known})
     rows.cols["latency_s"] = predict_gemm_fp8(truth, rows)
     got = fit_gemm_fp8(rows, "h100_sxm", base, log=lambda s: None)
-    assert got["gemm_compute_fp8"] == pytest.approx(0.45, abs=2e-3)
+    assert (got["tile_m_fp8"], got["tile_n_fp8"]) == (128, 128)
+    assert got["gemm_compute_fp8"] == pytest.approx(0.45, rel=0.05)
+    assert got["launch_us_fp8"] == pytest.approx(4.0, abs=0.5)
+    fitted = predict_gemm_fp8(make_gpu("h100_sxm", {**base, **got}), rows)
+    assert np.median(np.abs(fitted / rows.cols["latency_s"] - 1)) < 0.005
 
 
 def test_hermes_run_accepts_the_calibrated_device(calibrated, tmp_path):

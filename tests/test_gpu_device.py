@@ -42,7 +42,9 @@ def ideal(**extra):
     """H100 with every efficiency 1 and no fixed costs: the bare roofline."""
     eff = dict(gemm_compute=1, gemm_memory=1, gemm_k_overhead=0, gemm_occupancy_exponent=0, gemm_roofline_sharpness=0,
                attention_prefill_compute=1, attention_prefill_memory=1, attention_decode_compute=1,
-               attention_decode_memory=1, memory_kernels=1, launch_us=0, attention_launch_us=0)
+               attention_decode_memory=1, memory_kernels=1, launch_us=0, attention_launch_us=0,
+               tile_m_fp8=None, tile_n_fp8=None, gemm_k_overhead_fp8=None, gemm_occupancy_exponent_fp8=None,
+               launch_us_fp8=None)
     return GPU(GPUConfig(preset="h100_sxm", efficiency={**eff, **extra}))
 
 
@@ -162,6 +164,27 @@ def test_fp8_gemm_uses_its_own_compute_share():
     grouped = ideal(gemm_compute_fp8=0.5, moe_compute=1.0, moe_block_m_min=0, tile_m=0, tile_n=0)
     assert grouped.grouped_gemm_time(np.array([8192]), 8192, 8192, "fp8")[0] == pytest.approx(
         2 * 8192**3 / peak_fp8, rel=1e-12)
+
+
+def test_fp8_gemm_uses_its_own_tile_and_fixed_costs():
+    # m = 100 rows, n = 1000, k = 4096 on 132 SMs; bf16: 64x128 tiles, no overhead, no launch;
+    # FP8: 64x256 tiles (2 x 4 = 8 tiles), k0 = 400, occupancy exponent 0.5, 3 us launch
+    peak_fp8 = 1978.9e12
+    gpu = ideal(tile_m=64, tile_n=128, gemm_compute_fp8=0.5, tile_m_fp8=64, tile_n_fp8=256,
+                gemm_k_overhead_fp8=400, gemm_occupancy_exponent_fp8=0.5, launch_us_fp8=3.0)
+    m, n, k = 100, 1000, 4096
+    compute = 2 * 128 * 1024 * (k + 400) / (peak_fp8 * 0.5 * (8 / 132) ** 0.5)
+    memory = (m * k + k * n) * 1 + m * n * 2
+    assert compute > memory / 3.35e12  # compute-bound: the bare roofline takes the compute term
+    assert gpu.gemm_time(np.array([m]), n, k, "fp8")[0] == pytest.approx(compute + 3e-6, rel=1e-12)
+    # bf16 keeps its own tile (2 x 8 tiles, no occupancy loss at exponent 0) and no fixed costs:
+    # here its weight stream takes longer than its compute
+    bf16_memory = ((m * k + k * n) * 2 + m * n * 2) / 3.35e12
+    assert bf16_memory > 2 * 128 * 1024 * k / PEAK_BF16
+    assert gpu.gemm_time(np.array([m]), n, k, "bf16")[0] == pytest.approx(bf16_memory, rel=1e-12)
+    # grouped FP8 expert GEMMs keep the bf16 fields (64x128 tiles, no fixed costs)
+    grouped = max(2 * 128 * 1024 * k / peak_fp8, memory / 3.35e12)
+    assert gpu.gemm_time(np.array([m]), n, k, "fp8", grouped=True)[0] == pytest.approx(grouped, rel=1e-12)
 
 
 def test_fp8_unsupported_on_a100():

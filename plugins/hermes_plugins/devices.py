@@ -120,6 +120,11 @@ PRESETS: dict[str, GPUPreset] = {
 ALIASES = {"a100": "a100_sxm_80gb", "h100": "h100_sxm", "h200": "h200_sxm"}
 
 
+def _or(value, default):
+    """``value``, or ``default`` where it is unset (None)."""
+    return default if value is None else value
+
+
 class Efficiency(BaseModel):
     """Efficiency factors in (0, 1] and fixed per-kernel costs (defaults: hand-set values
     used only when no fit file exists; :func:`fitted_efficiency` gives the measured ones).
@@ -130,7 +135,10 @@ class Efficiency(BaseModel):
     (measured H100 per-tensor FP8 Cutlass GEMMs under vLLM 0.24.0, without their
     activation quantization: about 0.52 against bf16's 0.85; see
     ``benchmarks/fit_gpu_efficiency.py``); grouped expert GEMMs keep ``gemm_compute`` (their
-    ``moe_compute`` is fitted on top of it); ``gemm_k_overhead``: fixed cost per output tile (prologue, epilogue)
+    ``moe_compute`` is fitted on top of it); ``tile_m_fp8``, ``tile_n_fp8``,
+    ``gemm_k_overhead_fp8``, ``gemm_occupancy_exponent_fp8``, ``launch_us_fp8``: the tile,
+    fixed costs and occupancy of FP8 GEMMs (not grouped) where their kernels differ from the
+    bf16 ones (each unset: the bf16 field); ``gemm_k_overhead``: fixed cost per output tile (prologue, epilogue)
     as extra k-loop steps, so compute is ``2 m n (k + gemm_k_overhead)`` FLOP;
     ``tile_m``/``tile_n``: output tile that sets the tile count and the padded output the
     tensor cores compute (0 disables both); ``gemm_occupancy_exponent``: compute rate
@@ -162,6 +170,11 @@ class Efficiency(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gemm_compute: float = Field(0.75, gt=0, le=1)
     gemm_compute_fp8: float | None = Field(None, gt=0, le=1)
+    tile_m_fp8: int | None = Field(None, ge=0)
+    tile_n_fp8: int | None = Field(None, ge=0)
+    gemm_k_overhead_fp8: float | None = Field(None, ge=0)
+    gemm_occupancy_exponent_fp8: float | None = Field(None, ge=0, le=1)
+    launch_us_fp8: float | None = Field(None, ge=0)
     gemm_memory: float = Field(0.8, gt=0, le=1)
     gemm_k_overhead: float = Field(0.0, ge=0)
     gemm_occupancy_exponent: float = Field(0.0, ge=0, le=1)
@@ -345,7 +358,8 @@ class GPU(HardwareNode):
         gemm_roofline_sharpness``; 0 takes ``max(compute, memory)``), with
 
         * ``compute = 2 M N (k + k0) / (peak * e_c * occ)`` (``e_c``: ``gemm_compute``, or
-          ``gemm_compute_fp8`` for an FP8 GEMM that is not ``grouped``): the tensor cores compute whole
+          ``gemm_compute_fp8`` for an FP8 GEMM that is not ``grouped``, which also takes the
+          ``*_fp8`` tile, ``k0``, occupancy exponent and launch time where they are set): the tensor cores compute whole
           ``tile_m x tile_n`` output tiles, so ``M = ceil(m/tile_m) tile_m`` and ``N =
           ceil(n/tile_n) tile_n`` (tile quantisation); ``occ = min(1, tiles / SMs) **
           gemm_occupancy_exponent``;
@@ -360,19 +374,22 @@ class GPU(HardwareNode):
         n = np.asarray(n, dtype=float)
         k = np.asarray(k, dtype=float)
         b = DTYPE_BYTES[dtype]
-        share = e.gemm_compute
-        if dtype == "fp8" and e.gemm_compute_fp8 is not None and not grouped:
-            share = e.gemm_compute_fp8
+        share, tm0, tn, k0, occ, launch = (e.gemm_compute, e.tile_m, e.tile_n, e.gemm_k_overhead,
+                                           e.gemm_occupancy_exponent, e.launch_us)
+        if dtype == "fp8" and not grouped:
+            share, tm0, tn, k0, occ, launch = (
+                _or(e.gemm_compute_fp8, share), _or(e.tile_m_fp8, tm0), _or(e.tile_n_fp8, tn),
+                _or(e.gemm_k_overhead_fp8, k0), _or(e.gemm_occupancy_exponent_fp8, occ), _or(e.launch_us_fp8, launch))
         rate = self.peak_flops(dtype) * share * compute_scale
         mc, nc = m, n
-        tm = e.tile_m if tile_m is None else np.asarray(tile_m, dtype=float)
-        if e.tile_m and e.tile_n:
-            tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / e.tile_n)
-            mc, nc = tiles_m * tm, tiles_n * e.tile_n
-            if e.gemm_occupancy_exponent:
+        tm = tm0 if tile_m is None else np.asarray(tile_m, dtype=float)
+        if tm0 and tn:
+            tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
+            mc, nc = tiles_m * tm, tiles_n * tn
+            if occ:
                 tiles = np.maximum(tiles_m * tiles_n, 1.0)
-                rate = rate * np.minimum(1.0, tiles / self.num_sms) ** e.gemm_occupancy_exponent
-        compute = 2.0 * mc * nc * (k + e.gemm_k_overhead) / rate
+                rate = rate * np.minimum(1.0, tiles / self.num_sms) ** occ
+        compute = 2.0 * mc * nc * (k + k0) / rate
         memory = ((m * k + k * n) * b + m * n * 2.0) / (self.memory_bandwidth * e.gemm_memory)
         t = np.maximum(compute, memory)
         p = e.gemm_roofline_sharpness
@@ -380,7 +397,7 @@ class GPU(HardwareNode):
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(t > 0, np.minimum(compute, memory) / t, 0.0)
             t = t * (1.0 + ratio**p) ** (1.0 / p)
-        return np.where(m > 0, t + e.launch_us * 1e-6, 0.0)
+        return np.where(m > 0, t + launch * 1e-6, 0.0)
 
     def attention_time(self, flops, bytes_, phase: str, dtype: str):
         """Prefill: ``F / (peak * e_c) + B / (BW * e_m) + launch`` (traffic not hidden
