@@ -2,7 +2,8 @@
 
 Reads the ai-dynamo/aiconfigurator per-operator tables measured on H100 SXM under vLLM
 0.24.0 (parquet), fits the :class:`hermes_plugins.devices.Efficiency` fields of the
-``h100_sxm`` preset and the scale-up link's latency and bandwidth efficiency, and writes
+``h100_sxm`` preset and the scale-up link's all-reduce algorithms (bandwidth share and
+latency of the ring, one-shot and switch all-reduce), and writes
 them, with the error they leave per table, to ``plugins/hermes_plugins/data/
 efficiency_h100_sxm.json`` (read by :func:`hermes_plugins.devices.fitted_efficiency`).
 
@@ -175,8 +176,10 @@ def main(argv=None) -> None:
         },
         "link": {
             **link,
-            "formula": "hermes_core.Topology.allreduce_time on a single switch: "
-                       "2(n-1)/n * bytes / (link_bandwidth * link_bandwidth_efficiency) + path latency + collective_latency",
+            "formula": "hermes_core.Topology.allreduce_time on a single switch, the fastest of: ring "
+                       "2(n-1)/n * bytes / (datasheet * link_bandwidth_efficiency) + collective_latency; one-shot "
+                       "(n-1) * bytes / (datasheet * one_shot_bandwidth_efficiency) + one_shot_latency; switch "
+                       "(NVLink SHARP) bytes / (datasheet * switch_bandwidth_efficiency) + switch_latency",
             "datasheet_link_bandwidth_GBps": 450,
             "source": f"{SOURCE}, vLLM custom all-reduce (CUDA graph), bytes = 2 x message_size (bf16 elements), "
                       f"{datetime.date.today().isoformat()}",

@@ -9,6 +9,7 @@ per scenario, never per event.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
@@ -69,6 +70,11 @@ class HardwareNode(ABC):
         collective_latency: fixed software and synchronisation time of one collective
             (all-reduce, send/recv) issued by this device (s), added once per collective
             whatever the message size or member count (0 by default).
+        allreduce_algorithms: ``{name: (bandwidth_share, latency_s)}``, the all-reduce
+            algorithms this device's collectives choose from by message size (names from
+            :data:`hermes_core.topology.ALLREDUCE_TRAFFIC`; ``bandwidth_share`` relative to
+            ``link_bandwidth``), passed to :meth:`hermes_core.Topology.allreduce_time`;
+            ``None`` (default): the ring with ``collective_latency``.
         provenance: where the numbers come from (datasheet, measured file).
     """
 
@@ -80,6 +86,7 @@ class HardwareNode(ABC):
     link_bandwidth: float
     link_latency: float
     collective_latency: float = 0.0
+    allreduce_algorithms: Mapping[str, tuple[float, float]] | None = None
     provenance: str = ""
 
     @abstractmethod

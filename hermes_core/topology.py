@@ -7,9 +7,26 @@ participants, so a new fabric is a new graph, not new code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import networkx as nx
+import numpy as np
+
+#: Bytes each member moves over its link (in each direction) per byte of an all-reduce
+#: message, as a function of the member count ``n``, per algorithm:
+#:
+#: * ``ring``: reduce-scatter then all-gather, ``2 (n-1) / n`` (the ring algorithm, Patarasuk &
+#:   Yuan, JPDC 2009; also the "two-shot" custom all-reduce of vLLM and TensorRT-LLM);
+#: * ``one_shot``: every member reads every peer's whole buffer and reduces locally, ``n - 1``
+#:   (vLLM's and TensorRT-LLM's one-shot kernels for small messages: one step, one latency);
+#: * ``switch``: the switch reduces and multicasts (NVLink SHARP, NCCL's NVLS algorithm on
+#:   NVSwitch 3 and later): each member sends its buffer once and receives the result once,
+#:   ``1``.
+ALLREDUCE_TRAFFIC: dict[str, Callable[[int], float]] = {
+    "ring": lambda n: 2 * (n - 1) / n,
+    "one_shot": lambda n: float(n - 1),
+    "switch": lambda n: 1.0,
+}
 
 
 class Topology:
@@ -71,21 +88,35 @@ class Topology:
             bw, lat = min(bw, b), max(lat, l)
         return bw, lat
 
-    def allreduce_time(self, members: Sequence[str], nbytes, algo_latency: float = 0.0):
-        """All-reduce of ``nbytes`` (scalar or array) over ``members`` (s):
-        ``2 (n-1)/n * bytes / bw + path latency + algo_latency``.
+    def allreduce_time(self, members: Sequence[str], nbytes, algo_latency: float = 0.0,
+                       algorithms: Mapping[str, tuple[float, float]] | None = None):
+        """All-reduce of ``nbytes`` (scalar or array) over ``members`` (s).
 
-        The bandwidth term is the ring algorithm's (reduce-scatter then all-gather; Patarasuk
-        & Yuan, JPDC 2009), paced by the slowest neighbour path. The latency is paid once:
-        NCCL's LL protocols and vLLM's one-/two-shot custom all-reduce keep small-message
-        latency flat in the member count (measured: vLLM 0.24.0 custom all-reduce on H100,
-        4.2-4.7 us for 2, 4 and 8 GPUs; aiconfigurator tables). ``algo_latency`` is the
-        collective's fixed software cost (the device's ``collective_latency``)."""
+        Without ``algorithms``: the ring, ``2 (n-1)/n * bytes / bw + path latency +
+        algo_latency``, paced by the slowest neighbour path (``bw``). The latency is paid
+        once: NCCL's LL protocols and vLLM's one-/two-shot custom all-reduce keep
+        small-message latency flat in the member count (measured: vLLM 0.24.0 custom
+        all-reduce on H100, 4.2-4.7 us for 2, 4 and 8 GPUs; aiconfigurator tables).
+        ``algo_latency`` is the collective's fixed software cost (the device's
+        ``collective_latency``).
+
+        ``algorithms``: ``{name: (bandwidth_share, latency_s)}`` with names from
+        :data:`ALLREDUCE_TRAFFIC`: each is priced at ``traffic(n) * bytes / (bw *
+        bandwidth_share) + path latency + latency_s`` and the fastest is taken per message,
+        as NCCL and the engines' custom all-reduce pick their algorithm by message size
+        (``algo_latency`` is then unused). Raises ``KeyError`` for an unknown name."""
         n = len(members)
         if n < 2:
             return 0.0 * nbytes
         bw, lat = self.ring_allreduce_params(members)
-        return 2 * (n - 1) / n * nbytes / bw + lat + algo_latency
+        if not algorithms:
+            return 2 * (n - 1) / n * nbytes / bw + lat + algo_latency
+        times = [ALLREDUCE_TRAFFIC[name](n) * nbytes / (bw * share) + lat + latency
+                 for name, (share, latency) in algorithms.items()]
+        best = times[0]
+        for t in times[1:]:
+            best = np.minimum(best, t)
+        return best
 
     def p2p_time(self, a: str, b: str, nbytes, algo_latency: float = 0.0):
         """Point-to-point send/recv of ``nbytes`` from a to b (s): ``latency + algo_latency +

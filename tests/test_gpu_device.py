@@ -110,20 +110,43 @@ def test_memory_kernel_by_hand(h100, fit):
     assert float(h100.memory_time(1e8)) == pytest.approx(expected, rel=1e-9)
 
 
-def test_ring_allreduce_uses_fitted_link(h100, fit):
+def test_allreduce_takes_the_fastest_fitted_algorithm(h100, fit):
     link = fit["link"]
-    bw = 450e9 * link["link_bandwidth_efficiency"]
+    ring_bw = 450e9 * link["link_bandwidth_efficiency"]
     lat = link["link_latency_us"] * 1e-6
-    assert h100.link_bandwidth == pytest.approx(bw)
+    assert h100.link_bandwidth == pytest.approx(ring_bw)
     assert h100.link_latency == pytest.approx(lat)
+    coll = link["collective_latency_us"] * 1e-6
+    assert h100.collective_latency == pytest.approx(coll)
     names = [f"d{i}" for i in range(8)]
     topo = Topology.single_switch(names, h100.link_bandwidth, h100.link_latency)
-    nbytes = 2**20
-    coll = link["collective_latency_us"] * 1e-6
-    assert h100.collective_latency == pytest.approx(coll) and 3e-6 < coll < 7e-6
-    # device -> switch -> device is two hops of `lat`, paid once; plus the fixed cost
-    expected = 2 * 7 / 8 * nbytes / bw + 2 * lat + coll
-    assert topo.allreduce_time(names, nbytes, h100.collective_latency) == pytest.approx(expected, rel=1e-12)
+    # device -> switch -> device is two hops of `lat`, paid once, plus each algorithm's fixed cost
+    ring = lambda b: 2 * 7 / 8 * b / ring_bw + 2 * lat + coll  # noqa: E731
+    one_shot = lambda b: 7 * b / (450e9 * link["one_shot_bandwidth_efficiency"]) + 2 * lat + link["one_shot_latency_us"] * 1e-6  # noqa: E731
+    switch = lambda b: b / (450e9 * link["switch_bandwidth_efficiency"]) + 2 * lat + link["switch_latency_us"] * 1e-6  # noqa: E731
+    sizes = np.array([16 * 2**10, 2**20, 2**28])
+    got = topo.allreduce_time(names, sizes, h100.collective_latency, h100.allreduce_algorithms)
+    expected = np.minimum(np.minimum(ring(sizes), one_shot(sizes)), switch(sizes))
+    assert got == pytest.approx(expected, rel=1e-12)
+    # small messages go one-shot, mid-size ones through the ring, 256 MiB through the switch
+    assert got[0] == pytest.approx(one_shot(sizes[0]), rel=1e-12)
+    assert got[1] == pytest.approx(ring(sizes[1]), rel=1e-12)
+    assert got[2] == pytest.approx(switch(sizes[2]), rel=1e-12)
+    # without algorithms the topology prices the ring alone
+    assert topo.allreduce_time(names, 2**20, coll) == pytest.approx(ring(2**20), rel=1e-12)
+
+
+def test_allreduce_algorithms_follow_the_preset_and_the_config():
+    # NVLink SHARP (in-switch reduction) exists on NVSwitch 3 and later, not on an A100's
+    assert set(GPU(GPUConfig(preset="h200")).allreduce_algorithms) == {"ring", "one_shot", "switch"}
+    assert set(GPU(GPUConfig(preset="a100")).allreduce_algorithms) == {"ring", "one_shot"}
+    assert GPU(GPUConfig(preset="h100", allreduce_algorithms=["ring"])).allreduce_algorithms is None
+    only = GPU(GPUConfig(preset="h100", allreduce_algorithms=["switch"])).allreduce_algorithms
+    assert set(only) == {"switch"}
+    with pytest.raises(ValueError, match="allreduce_algorithms"):
+        GPU(GPUConfig(preset="a100", allreduce_algorithms=["switch"]))
+    with pytest.raises(ValidationError):
+        GPUConfig(preset="h100", allreduce_algorithms=["tree"])
 
 
 # ---------------------------------------------------------------- presets
@@ -276,5 +299,6 @@ def test_allreduce_matches_measured_h100(h100):
         topo = Topology.single_switch(names, h100.link_bandwidth, h100.link_latency)
         sel = t["num_gpus"] == n
         # aiconfigurator's message_size counts bf16 elements, not bytes
-        pred[sel] = topo.allreduce_time(names, 2.0 * t["message_size"][sel], h100.collective_latency)
-    assert median_ape(pred, t["latency"]) < 0.12
+        pred[sel] = topo.allreduce_time(names, 2.0 * t["message_size"][sel], h100.collective_latency,
+                                        h100.allreduce_algorithms)
+    assert median_ape(pred, t["latency"]) < 0.06

@@ -577,7 +577,8 @@ def make_gpu(preset: str, eff: dict | None = None, link: dict | None = None, bas
 
 
 #: Link settings of the "hand-set" baseline: the datasheet link, 2 us per hop, no fixed cost.
-HAND_SET_LINK = {"link_bandwidth_efficiency": 1.0, "link_latency_us": 2.0, "collective_latency_us": 0.0}
+HAND_SET_LINK = {"link_bandwidth_efficiency": 1.0, "link_latency_us": 2.0, "collective_latency_us": 0.0,
+                 "allreduce_algorithms": ["ring"]}
 
 
 def attention_work(t: Table, phase: str, act_bytes: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
@@ -649,7 +650,7 @@ def predict_allreduce(gpu, t: Table) -> np.ndarray:
         names = [f"d{i}" for i in range(int(n))]
         topo = Topology.single_switch(names, gpu.link_bandwidth, gpu.link_latency)
         sel = c["num_gpus"] == n
-        out[sel] = topo.allreduce_time(names, c["nbytes"][sel], gpu.collective_latency)
+        out[sel] = topo.allreduce_time(names, c["nbytes"][sel], gpu.collective_latency, gpu.allreduce_algorithms)
     return out
 
 
@@ -720,6 +721,10 @@ GEMM_PARAMS = ["gemm_compute", "gemm_memory", "launch_us", "gemm_k_overhead", "g
 ATTENTION_PARAMS = ["attention_prefill_compute", "attention_prefill_memory", "attention_decode_memory",
                     "attention_launch_us"]
 LINK_PARAMS = ["link_bandwidth_efficiency", "collective_latency_us"]
+#: The all-reduce algorithms fitted beside the ring (bandwidth share, latency):
+#: ``one_shot`` always, ``switch`` on presets with NVLink SHARP (:attr:`GPUPreset.nvlink_sharp`).
+ONE_SHOT_PARAMS = ["one_shot_bandwidth_efficiency", "one_shot_latency_us"]
+SWITCH_PARAMS = ["switch_bandwidth_efficiency", "switch_latency_us"]
 MOE_PARAMS = ["moe_compute", "moe_launch_us"]
 #: Candidate ``moe_block_m_min`` (smallest token block of the fused-MoE kernels; vLLM's
 #: tuned fused_moe configs use BLOCK_SIZE_M 16-64, SGLang's the same tables).
@@ -837,15 +842,27 @@ def fit_attention(ctx: Table | None, gen: Table | None, preset: str, log: Callab
 
 
 def fit_link(r: Table, preset: str, log: Callable[[str], None] = print) -> dict:
-    """Link bandwidth share and fixed collective latency on the all-reduce table. NVSwitch
-    hops add no latency of their own (measured latency does not grow with the GPU count),
-    so ``link_latency_us`` is 0 and all fixed cost goes into ``collective_latency_us``."""
+    """The all-reduce algorithms on the all-reduce table: bandwidth share and fixed latency
+    of the ring (``link_bandwidth_efficiency``, ``collective_latency_us``), of the one-shot
+    all-reduce (:data:`ONE_SHOT_PARAMS`) and, on a preset whose NVSwitch reduces in the
+    switch, of the switch all-reduce (:data:`SWITCH_PARAMS`); the simulator takes the
+    fastest per message (:meth:`hermes_core.Topology.allreduce_time`). NVSwitch hops add no
+    latency of their own (measured latency does not grow with the GPU count), so
+    ``link_latency_us`` is 0."""
+    from hermes_plugins.devices import PRESETS
+
+    names = LINK_PARAMS + ONE_SHOT_PARAMS + (SWITCH_PARAMS if PRESETS[preset].nvlink_sharp else [])
+    start = {"link_bandwidth_efficiency": 0.6, "collective_latency_us": 8.0,
+             "one_shot_bandwidth_efficiency": 0.5, "one_shot_latency_us": 4.0,
+             "switch_bandwidth_efficiency": 0.5, "switch_latency_us": 30.0}
+    bounds = {n: (0.01, 1.0) if n.endswith("efficiency") else (0.0, 200.0) for n in names}
+
     def obj(x):
-        return log_err(predict_allreduce(make_gpu(preset, {}, {"link_latency_us": 0.0, **dict(zip(LINK_PARAMS, x))}), r),
+        return log_err(predict_allreduce(make_gpu(preset, {}, {"link_latency_us": 0.0, **dict(zip(names, x))}), r),
                        r.cols["latency_s"])
-    res = minimise(obj, [0.4, 4.0], [(0.01, 1.0), (0.0, 50.0)])
+    res = minimise(obj, [start[n] for n in names], [bounds[n] for n in names])
     log(f"  link: mean|log| {res.fun:.4f}  {np.round(res.x, 4).tolist()}")
-    return {"link_latency_us": 0.0, **dict(zip(LINK_PARAMS, map(float, res.x)))}
+    return {"link_latency_us": 0.0, **dict(zip(names, map(float, res.x)))}
 
 
 def fit_moe(t: Table, preset: str, base: dict | None = None, log: Callable[[str], None] = print) -> dict:

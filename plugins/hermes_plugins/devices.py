@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from typing import Literal
 from importlib import resources
 
 import numpy as np
@@ -83,6 +84,9 @@ class GPUPreset(BaseModel):
     memory_bandwidth_GBps: float
     link_bandwidth_GBps: float
     link_latency_us: float | None = None
+    #: NVSwitch that reduces in the switch (NVLink SHARP, NVSwitch 3 and later: HGX H100,
+    #: H200, B200), which NCCL's NVLS all-reduce uses (the ``switch`` algorithm).
+    nvlink_sharp: bool = False
     num_sms: int
     provenance: str
 
@@ -100,21 +104,21 @@ PRESETS: dict[str, GPUPreset] = {
         peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9,
                      "mxfp4": 989.4, "int4_g32": 989.4},
         memory_bytes=81559 * MiB, memory_bandwidth_GBps=3350, link_bandwidth_GBps=450,
-        num_sms=132, provenance="NVIDIA H100 Tensor Core GPU datasheet (2023)",
+        nvlink_sharp=True, num_sms=132, provenance="NVIDIA H100 Tensor Core GPU datasheet (2023)",
     ),
     "h200_sxm": GPUPreset(
         name="H200-SXM-141GB",
         peak_tflops={"bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9, "tf32": 494.7, "fp32": 66.9,
                      "mxfp4": 989.4, "int4_g32": 989.4},
         memory_bytes=143771 * MiB, memory_bandwidth_GBps=4800, link_bandwidth_GBps=450,
-        num_sms=132, provenance="NVIDIA H200 Tensor Core GPU datasheet (2024)",
+        nvlink_sharp=True, num_sms=132, provenance="NVIDIA H200 Tensor Core GPU datasheet (2024)",
     ),
     "b200": GPUPreset(
         name="B200-180GB",
         peak_tflops={"bf16": 2250, "fp16": 2250, "fp8": 4500, "int8": 4500, "fp4": 9000, "mxfp4": 9000, "tf32": 1100, "fp32": 75,
                      "int4_g32": 2250},
         memory_bytes=180e9, memory_bandwidth_GBps=8000, link_bandwidth_GBps=900,
-        num_sms=148, provenance="NVIDIA Blackwell (HGX B200) datasheet (2024)",
+        nvlink_sharp=True, num_sms=148, provenance="NVIDIA Blackwell (HGX B200) datasheet (2024)",
     ),
 }
 ALIASES = {"a100": "a100_sxm_80gb", "h100": "h100_sxm", "h200": "h200_sxm"}
@@ -202,15 +206,31 @@ class Efficiency(BaseModel):
 class LinkFit(BaseModel):
     """Scale-up link defaults for every preset: ``link_latency_us`` (one hop; a device to
     device path through the NVSwitch is two hops), ``link_bandwidth_efficiency`` (share
-    of the datasheet per-direction bandwidth that all-reduce reaches) and
-    ``collective_latency_us`` (fixed cost of one collective, see
-    :meth:`hermes_core.Topology.allreduce_time`)."""
+    of the datasheet per-direction bandwidth that the ring / two-shot all-reduce and
+    send/recv reach) and ``collective_latency_us`` (their fixed cost per collective, see
+    :meth:`hermes_core.Topology.allreduce_time`). The all-reduce algorithms picked by
+    message size (:data:`hermes_core.topology.ALLREDUCE_TRAFFIC`) beside the ring:
+    ``one_shot_bandwidth_efficiency`` and ``one_shot_latency_us``, and on presets whose
+    NVSwitch reduces in the switch (:attr:`GPUPreset.nvlink_sharp`)
+    ``switch_bandwidth_efficiency`` and ``switch_latency_us``; ``None``: not offered (the
+    ring alone, as before these fields existed)."""
 
     model_config = ConfigDict(extra="ignore")
     link_latency_us: float = Field(0.0, ge=0)
     link_bandwidth_efficiency: float = Field(1.0, gt=0, le=1)
     collective_latency_us: float = Field(5.0, ge=0)
+    one_shot_bandwidth_efficiency: float | None = Field(None, gt=0, le=1)
+    one_shot_latency_us: float | None = Field(None, ge=0)
+    switch_bandwidth_efficiency: float | None = Field(None, gt=0, le=1)
+    switch_latency_us: float | None = Field(None, ge=0)
     source: str = "hermes default"
+
+
+#: LinkFit / GPUConfig field pairs of the all-reduce algorithms offered beside the ring.
+ALLREDUCE_ALGORITHM_FIELDS = {
+    "one_shot": ("one_shot_bandwidth_efficiency", "one_shot_latency_us"),
+    "switch": ("switch_bandwidth_efficiency", "switch_latency_us"),
+}
 
 
 @lru_cache(maxsize=None)
@@ -252,7 +272,11 @@ class GPUConfig(BaseModel):
     ``link_bandwidth_GBps`` (datasheet per-direction figure), ``link_latency_us`` (one hop),
     ``link_bandwidth_efficiency`` (the device's ``link_bandwidth`` is the datasheet figure
     times this; set 1 to use the figure as is), ``collective_latency_us`` (fixed cost of one
-    all-reduce or send/recv), ``efficiency`` (fields of
+    all-reduce or send/recv), ``one_shot_bandwidth_efficiency`` / ``one_shot_latency_us`` and
+    ``switch_bandwidth_efficiency`` / ``switch_latency_us`` (the all-reduce algorithms beside
+    the ring, :class:`LinkFit`), ``allreduce_algorithms`` (which of ``ring``, ``one_shot``,
+    ``switch`` the all-reduce may pick; default: every fitted one the preset has),
+    ``efficiency`` (fields of
     :class:`Efficiency`; unspecified ones keep the fitted defaults).
     """
 
@@ -265,6 +289,11 @@ class GPUConfig(BaseModel):
     link_latency_us: float | None = Field(None, ge=0)
     link_bandwidth_efficiency: float | None = Field(None, gt=0, le=1)
     collective_latency_us: float | None = Field(None, ge=0)
+    one_shot_bandwidth_efficiency: float | None = Field(None, gt=0, le=1)
+    one_shot_latency_us: float | None = Field(None, ge=0)
+    switch_bandwidth_efficiency: float | None = Field(None, gt=0, le=1)
+    switch_latency_us: float | None = Field(None, ge=0)
+    allreduce_algorithms: list[Literal["ring", "one_shot", "switch"]] | None = None
     num_sms: int | None = Field(None, gt=0)
     efficiency: dict[str, float | int | str | None] = Field(default_factory=dict)
 
@@ -305,6 +334,23 @@ class GPU(HardwareNode):
         self.link_latency = lat_us * 1e-6
         coll = config.collective_latency_us if config.collective_latency_us is not None else link.collective_latency_us
         self.collective_latency = coll * 1e-6
+        algos: dict[str, tuple[float, float]] = {}
+        for algo, (eff_field, lat_field) in ALLREDUCE_ALGORITHM_FIELDS.items():
+            eff = _or(getattr(config, eff_field), getattr(link, eff_field))
+            alg_lat = _or(getattr(config, lat_field), getattr(link, lat_field))
+            if eff is None or alg_lat is None or (algo == "switch" and not p.nvlink_sharp):
+                continue
+            if config.allreduce_algorithms is not None and algo not in config.allreduce_algorithms:
+                continue
+            algos[algo] = (eff / link_eff, alg_lat * 1e-6)
+        # bandwidth shares relative to link_bandwidth (the ring's): (share, latency s)
+        ring = {"ring": (1.0, self.collective_latency)}
+        if config.allreduce_algorithms is not None and "ring" not in config.allreduce_algorithms:
+            if not algos:
+                raise ValueError("allreduce_algorithms: none of "
+                                 f"{config.allreduce_algorithms} is fitted for preset '{config.preset}'")
+            ring = {}
+        self.allreduce_algorithms = {**ring, **algos} if algos else None
         self.num_sms = config.num_sms or p.num_sms
         self._peaks = {k: v * 1e12 for k, v in {**p.peak_tflops, **(config.peak_tflops or {})}.items()}
         self.eff = Efficiency(**{**fitted_efficiency().model_dump(), **config.efficiency})

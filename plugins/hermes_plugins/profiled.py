@@ -299,6 +299,7 @@ class ProfiledGPU(HardwareNode):
         self.memory_bytes, self.memory_bandwidth = m.memory_bytes, m.memory_bandwidth
         self.link_bandwidth, self.link_latency = m.link_bandwidth, m.link_latency
         self.collective_latency = m.collective_latency
+        self.allreduce_algorithms = m.allreduce_algorithms
         self.num_sms = m.num_sms
         paths = [config.tables] if isinstance(config.tables, str) else list(config.tables)
         self.profile = profile or load_tables(paths, config.kernels)

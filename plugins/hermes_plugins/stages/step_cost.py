@@ -139,7 +139,8 @@ class StepCostModel:
                     by += nb
                 elif op.kind == "allreduce":
                     nb = tokens * op.elems_per_token * act_b
-                    est = topology.allreduce_time(tp_members, nb, device.collective_latency)
+                    est = topology.allreduce_time(tp_members, nb, device.collective_latency,
+                                                  device.allreduce_algorithms)
                     t += np.where(tokens > 0, device.collective_time("all_reduce", nb, len(tp_members), est), 0.0)
                 elif op.kind == "moe":
                     tt, f, b = self._moe(op, tokens, self.edt, act_b)

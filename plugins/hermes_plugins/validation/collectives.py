@@ -146,7 +146,8 @@ def validate_vidur_collectives(path: Path, topo_name: str, device: HardwareNode,
             row["reason"] = "no measured median"
         else:
             if coll == "all_reduce":
-                t = topo.allreduce_time(names[:n], float(nbytes), device.collective_latency)
+                t = topo.allreduce_time(names[:n], float(nbytes), device.collective_latency,
+                                        device.allreduce_algorithms)
             else:
                 t = topo.p2p_time(names[0], names[1], float(nbytes), device.collective_latency)
             row["predicted_ms"] = float(t) * 1e3
