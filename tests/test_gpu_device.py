@@ -102,6 +102,19 @@ def test_attention_phases_by_hand(h100, fit):
     assert float(h100.attention_time(flops, nbytes, "prefill", "bf16")) == pytest.approx(prefill, rel=1e-9)
     assert float(h100.attention_time(flops, nbytes, "decode", "bf16")) == pytest.approx(decode, rel=1e-9)
     assert float(h100.attention_time(0.0, 0.0, "decode", "bf16")) == 0.0
+    # with the call's shape: the softmax per query-key score and query head (prefill), the
+    # fixed work per (sequence x KV head) (decode); arrays price element-wise
+    pairs, heads, seqs, kv_heads = 3e6, 8, 16, 2
+    score = pairs * heads * e["attention_prefill_score_ps"] * 1e-12
+    per_seq = seqs * kv_heads * e["attention_decode_seq_head_ns"] * 1e-9
+    assert score > 0 and per_seq > 0
+    assert float(h100.attention_time(flops, nbytes, "prefill", "bf16", pairs=pairs, heads=heads, seqs=1,
+                                     kv_heads=kv_heads)) == pytest.approx(prefill + score, rel=1e-9)
+    assert float(h100.attention_time(flops, nbytes, "decode", "bf16", pairs=pairs, heads=heads, seqs=seqs,
+                                     kv_heads=kv_heads)) == pytest.approx(decode + per_seq, rel=1e-9)
+    arr = h100.attention_time(np.array([flops, 0.0]), np.array([nbytes, 0.0]), "decode", "bf16",
+                              seqs=np.array([seqs, seqs]), kv_heads=kv_heads)
+    assert arr.tolist() == pytest.approx([decode + per_seq, 0.0], rel=1e-9)
 
 
 def test_memory_kernel_by_hand(h100, fit):
@@ -279,16 +292,37 @@ def test_fp8_gemm_matches_measured_h100(h100, fit):
     assert median_ape(fast, t["latency"]) > median_ape(fitted, t["latency"]) + 0.05
 
 
+def attention_shape(t, phase):
+    """The shape keywords the step cost model passes (per device): causal pairs and query
+    heads (prefill), sequences and KV heads (decode)."""
+    b = t["batch_size"]
+    if phase == "prefill":
+        return {"pairs": b * t["isl"] * (t["isl"] + 1) / 2, "heads": t["num_heads"], "seqs": b,
+                "kv_heads": t["num_key_value_heads"]}
+    return {"pairs": b * t["step"], "heads": t["num_heads"], "seqs": b, "kv_heads": t["num_key_value_heads"]}
+
+
 def test_context_attention_matches_measured_h100(h100):
     t = load("context_attention")
     flops, nbytes = attention_work(t, "prefill")
-    assert median_ape(h100.attention_time(flops, nbytes, "prefill", "bf16"), t["latency"]) < 0.15
+    shaped = h100.attention_time(flops, nbytes, "prefill", "bf16", **attention_shape(t, "prefill"))
+    assert median_ape(shaped, t["latency"]) < 0.10
+    # the per-score cost: without the shape the same call is priced at the FLOP alone, too
+    # fast, most at head_dim 64 (the softmax per score does not shrink with head_dim)
+    bare = h100.attention_time(flops, nbytes, "prefill", "bf16")
+    assert median_ape(bare, t["latency"]) > median_ape(shaped, t["latency"]) + 0.05
 
 
 def test_generation_attention_matches_measured_h100(h100):
     t = load("generation_attention")
     flops, nbytes = attention_work(t, "decode")
-    assert median_ape(h100.attention_time(flops, nbytes, "decode", "bf16"), t["latency"]) < 0.13
+    shaped = h100.attention_time(flops, nbytes, "decode", "bf16", **attention_shape(t, "decode"))
+    assert median_ape(shaped, t["latency"]) < 0.09
+    # many short sequences: the per-(sequence x KV head) cost dominates the KV stream
+    many = (t["batch_size"] >= 256) & (t["step"] <= 255)
+    ape = np.abs(shaped / (t["latency"] * 1e-3) - 1)
+    bare = np.abs(h100.attention_time(flops, nbytes, "decode", "bf16") / (t["latency"] * 1e-3) - 1)
+    assert many.any() and np.median(ape[many]) < np.median(bare[many]) / 2
 
 
 def test_allreduce_matches_measured_h100(h100):

@@ -181,12 +181,14 @@ def test_gemm_falls_back_to_the_model_outside_the_table(dev, model):
 def test_attention_without_a_shape_or_outside_uses_the_model(dev, model):
     f, b = 4.0 * 8 * 128 * 5000, 5000 * 2 * 128 * 2.0
     assert dev.attention_time(f, b, "decode", "bf16") == model.attention_time(f, b, "decode", "bf16")
-    # head_dim 96 is not measured
+    # head_dim 96 is not measured: the model, with the call's shape
     assert dev.attention_time(f, b, "decode", "bf16", seqs=5, new_tokens=5, kv_tokens=5000, heads=8,
-                              kv_heads=1, head_dim=96) == model.attention_time(f, b, "decode", "bf16")
+                              kv_heads=1, head_dim=96) == model.attention_time(f, b, "decode", "bf16", seqs=5,
+                                                                               kv_heads=1)
     # batch 4096 is beyond the measured batches
     assert dev.attention_time(f, b, "decode", "bf16", seqs=4096, new_tokens=4096, kv_tokens=5000, heads=8,
-                              kv_heads=1, head_dim=128) == model.attention_time(f, b, "decode", "bf16")
+                              kv_heads=1, head_dim=128) == model.attention_time(f, b, "decode", "bf16", seqs=4096,
+                                                                                kv_heads=1)
     assert dev.pricing_sources()["attention_decode"] == {"measured": 0, "modelled": 3}
 
 

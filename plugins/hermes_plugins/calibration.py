@@ -638,7 +638,12 @@ def predict_gemm_fp8(gpu, t: Table) -> np.ndarray:
 
 
 def predict_attention(gpu, t: Table, phase: str, dtype: str = "bf16") -> np.ndarray:
+    """Modelled seconds of every row of an attention table (``phase`` ``"prefill"`` for
+    context rows, ``"decode"`` for generation rows), with the rows' shape keywords for a
+    device that takes them (:attr:`hermes_core.HardwareNode.accepts_attention_shape`)."""
     flops, nbytes = attention_work(t, phase)
+    if getattr(gpu, "accepts_attention_shape", False):
+        return np.asarray(gpu.attention_time(flops, nbytes, phase, dtype, **attention_shape(t, phase)), dtype=float)
     return np.asarray(gpu.attention_time(flops, nbytes, phase, dtype), dtype=float)
 
 
@@ -719,7 +724,7 @@ def by_bucket(pred, meas_s, key: np.ndarray, ranges: list[tuple[int, int]], labe
 GEMM_TILES = [(64, 64), (64, 128), (128, 128), (128, 256)]
 GEMM_PARAMS = ["gemm_compute", "gemm_memory", "launch_us", "gemm_k_overhead", "gemm_occupancy_exponent"]
 ATTENTION_PARAMS = ["attention_prefill_compute", "attention_prefill_memory", "attention_decode_memory",
-                    "attention_launch_us"]
+                    "attention_launch_us", "attention_prefill_score_ps", "attention_decode_seq_head_ns"]
 LINK_PARAMS = ["link_bandwidth_efficiency", "collective_latency_us"]
 #: The all-reduce algorithms fitted beside the ring (bandwidth share, latency):
 #: ``one_shot`` always, ``switch`` on presets with NVLink SHARP (:attr:`GPUPreset.nvlink_sharp`).
@@ -819,8 +824,9 @@ def fit_attention(ctx: Table | None, gen: Table | None, preset: str, log: Callab
     names = [n for n in ATTENTION_PARAMS
              if not (ctx is None and n.startswith("attention_prefill")) and not (gen is None and n.startswith("attention_decode"))]
     start = {"attention_prefill_compute": 0.6, "attention_prefill_memory": 0.4, "attention_decode_memory": 0.8,
-             "attention_launch_us": 12.0}
-    bounds = [(0.0, 100.0) if n == "attention_launch_us" else (0.05, 1.0) for n in names]
+             "attention_launch_us": 12.0, "attention_prefill_score_ps": 0.1, "attention_decode_seq_head_ns": 10.0}
+    bounds = [(0.0, 100.0) if n in ("attention_launch_us", "attention_decode_seq_head_ns")
+              else (0.0, 10.0) if n == "attention_prefill_score_ps" else (0.05, 1.0) for n in names]
 
     def params(x):
         p = dict(zip(names, map(float, x)))

@@ -152,7 +152,13 @@ class Efficiency(BaseModel):
     Attention: ``attention_prefill_compute``/``attention_prefill_memory`` and
     ``attention_decode_compute``/``attention_decode_memory``, likewise, per phase;
     ``attention_launch_us``: fixed time per attention call (kernel launches, KV-cache write,
-    metadata). ``memory_kernels``: elementwise kernels' share of HBM bandwidth;
+    metadata); ``attention_prefill_score_ps``: time per query-key score and query head of a
+    prefill call (picoseconds; the softmax's exponent and rescaling per score, which does
+    not grow with ``head_dim`` as the matmul FLOP do); ``attention_decode_seq_head_ns``: time
+    per (sequence x KV head) of a decode call (nanoseconds; each split of the paged kernel
+    loads its block table, query and softmax state and writes a partial output). Both
+    need the call's shape (:attr:`GPU.accepts_attention_shape`); 0 leaves them out.
+    ``memory_kernels``: elementwise kernels' share of HBM bandwidth;
     ``launch_us``: fixed time per GEMM (and elementwise) kernel; ``memory_launch_us``: fixed
     time per elementwise kernel when it differs from a GEMM's (unset: ``launch_us``).
     MoE (the fused expert kernels of vLLM/SGLang, priced as grouped GEMMs by
@@ -190,6 +196,8 @@ class Efficiency(BaseModel):
     attention_decode_compute: float = Field(0.5, gt=0, le=1)
     attention_decode_memory: float = Field(0.7, gt=0, le=1)
     attention_launch_us: float = Field(8.0, ge=0)
+    attention_prefill_score_ps: float = Field(0.0, ge=0)
+    attention_decode_seq_head_ns: float = Field(0.0, ge=0)
     memory_kernels: float = Field(0.7, gt=0, le=1)
     launch_us: float = Field(4.0, ge=0)
     memory_launch_us: float | None = Field(None, ge=0)
@@ -445,11 +453,28 @@ class GPU(HardwareNode):
             t = t * (1.0 + ratio**p) ** (1.0 / p)
         return np.where(m > 0, t + launch * 1e-6, 0.0)
 
-    def attention_time(self, flops, bytes_, phase: str, dtype: str):
-        """Prefill: ``F / (peak * e_c) + B / (BW * e_m) + launch`` (traffic not hidden
-        behind the matmuls); decode: ``max(F / (peak * e_c), B / (BW * e_m)) + launch``."""
+    #: the step cost model passes the attention call's shape (``pairs``, ``heads``, ``seqs``,
+    #: ``kv_heads``, ...), which the per-score and per-(sequence x KV head) costs need
+    accepts_attention_shape = True
+
+    def attention_time(self, flops, bytes_, phase: str, dtype: str, *, pairs=None, heads=None,
+                       seqs=None, kv_heads=None, **shape):
+        """Prefill: ``F / (peak * e_c) + B / (BW * e_m) + pairs * heads *
+        attention_prefill_score_ps + launch`` (traffic not hidden behind the matmuls; the
+        softmax work per query-key score and head); decode: ``max(F / (peak * e_c), B / (BW *
+        e_m)) + seqs * kv_heads * attention_decode_seq_head_ns + launch``. ``pairs`` (causal
+        query-key pairs, summed over sequences), ``heads`` (query heads on this device),
+        ``seqs`` and ``kv_heads`` (KV heads on this device) are the call's shape keywords
+        (:meth:`hermes_core.HardwareNode.attention_time`); without them those two terms are
+        0. Scalars or arrays; 0 FLOP costs nothing."""
         e = self.eff
         peak = self._peaks.get(dtype, self._peaks["bf16"])
+        if phase == "prefill":
+            per = e.attention_prefill_score_ps * 1e-12
+            extra = pairs * heads * per if per and pairs is not None and heads is not None else 0.0
+        else:
+            per = e.attention_decode_seq_head_ns * 1e-9
+            extra = seqs * kv_heads * per if per and seqs is not None and kv_heads is not None else 0.0
         if isinstance(flops, (int, float)) and isinstance(bytes_, (int, float)):
             # scalar fast path: the step-cost model prices one batch per engine step
             if flops <= 0:
@@ -459,7 +484,7 @@ class GPU(HardwareNode):
                 t = flops / (peak * e.attention_prefill_compute) + bytes_ / (bw * e.attention_prefill_memory)
             else:
                 t = max(flops / (peak * e.attention_decode_compute), bytes_ / (bw * e.attention_decode_memory))
-            return t + e.attention_launch_us * 1e-6
+            return t + float(extra) + e.attention_launch_us * 1e-6
         flops = np.asarray(flops, dtype=float)
         nbytes = np.asarray(bytes_, dtype=float)
         if phase == "prefill":
@@ -468,7 +493,7 @@ class GPU(HardwareNode):
         else:
             t = np.maximum(flops / (peak * e.attention_decode_compute),
                            nbytes / (self.memory_bandwidth * e.attention_decode_memory))
-        return np.where(flops > 0, t + e.attention_launch_us * 1e-6, 0.0)
+        return np.where(flops > 0, t + extra + e.attention_launch_us * 1e-6, 0.0)
 
     def memory_time(self, bytes_):
         """``bytes / (BW * memory_kernels) + launch`` with ``launch = memory_launch_us``

@@ -360,9 +360,10 @@ class ProfiledGPU(HardwareNode):
         ``head_dim`` per device; ``kv_dtype`` of the KV cache (default bf16).
         """
         kind = "attention_prefill" if phase == "prefill" else "attention_decode"
+        counts = {"pairs": pairs, "heads": heads, "seqs": seqs, "kv_heads": kv_heads}
         if seqs is None or heads is None or kv_heads is None or head_dim is None or kv_tokens is None:
             self._count(kind, 0, np.count_nonzero(np.asarray(flops) > 0))
-            return self.model.attention_time(flops, bytes_, phase, dtype)
+            return self.model.attention_time(flops, bytes_, phase, dtype, **counts)
         grids = self.profile.prefill if phase == "prefill" else self.profile.decode
         kvd = kv_dtype or "bf16"
         if isinstance(flops, (int, float)) and not isinstance(seqs, np.ndarray):
@@ -375,10 +376,10 @@ class ProfiledGPU(HardwareNode):
             s = self._sources[kind]
             if t is None:
                 s["modelled"] += 1
-                return self.model.attention_time(flops, bytes_, phase, dtype)
+                return self.model.attention_time(flops, bytes_, phase, dtype, **counts)
             s["measured"] += 1
             return t
-        model = self.model.attention_time(flops, bytes_, phase, dtype)
+        model = self.model.attention_time(flops, bytes_, phase, dtype, **counts)
         return self._attention_array(grids, phase, model, flops, bytes_, dtype, seqs, new_tokens, kv_tokens, pairs,
                                      heads, kv_heads, head_dim, kvd, kind)
 

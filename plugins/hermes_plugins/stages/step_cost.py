@@ -204,9 +204,16 @@ class StepCostModel:
                        "decode": w.decode_kv_elems * kv_b}
         self.q_bytes = {"prefill": w.prefill_q_elems * act_b, "decode": w.decode_q_elems * act_b}
         self.kv_dtype = kv_cache
-        # devices priced from measured kernel tables look (standard) attention up by shape
-        self._shape = ({"heads": hq, "kv_heads": hkv, "head_dim": d, "kv_dtype": kv_cache}
-                       if getattr(device, "accepts_attention_shape", False) and not model.is_mla else None)
+        # the call's shape for devices that take it: per-score and per-(sequence x KV head)
+        # costs (the gpu model), standard attention looked up by shape (measured tables).
+        # Multi-head latent attention gives no head_dim, so no table looks it up; its decode
+        # reads one latent per token (one KV head)
+        if not getattr(device, "accepts_attention_shape", False):
+            self._shape = None
+        elif model.is_mla:
+            self._shape = {"heads": hq, "kv_heads": 1, "kv_dtype": kv_cache}
+        else:
+            self._shape = {"heads": hq, "kv_heads": hkv, "head_dim": d, "kv_dtype": kv_cache}
         self.max_tokens, self.max_seqs = max_tokens, max_seqs
 
     def _moe(self, op, tokens, weights, act_b):
