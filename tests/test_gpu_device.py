@@ -223,6 +223,70 @@ def test_fp8_gemm_uses_its_own_tile_and_fixed_costs():
     assert gpu.gemm_time(np.array([m]), n, k, "fp8", grouped=True)[0] == pytest.approx(grouped, rel=1e-12)
 
 
+# ---------------------------------------------------------------- kernel selection by hand
+
+def compute_only(**extra):
+    """The bare roofline with free HBM (1e24 B/s) and the hard max: a GEMM costs its compute
+    term alone."""
+    eff = dict(gemm_compute=1, gemm_compute_fp8=1, gemm_memory=1, gemm_k_overhead=0, gemm_occupancy_exponent=0,
+               gemm_roofline_sharpness=0, launch_us=0, tile_m_fp8=None, tile_n_fp8=None, gemm_k_overhead_fp8=None,
+               gemm_occupancy_exponent_fp8=None, launch_us_fp8=None)
+    return GPU(GPUConfig(preset="h100_sxm", memory_bandwidth_GBps=1e15, efficiency={**eff, **extra}))
+
+
+def test_skinny_gemms_compute_rows_rounded_to_a_power_of_two():
+    # 128x128 tiles, n = 1024 (8 column tiles); rows per tile clip(2^ceil(log2 m), 16, 128),
+    # whole tiles: m = 129 takes two 128-row tiles
+    m, n, k = np.array([1, 10, 20, 100, 129]), 1024, 4096
+    rows = np.array([16, 16, 32, 128, 256])
+    gpu = compute_only(tile_m=128, tile_n=128, gemm_tile_m_min=16)
+    np.testing.assert_allclose(gpu.gemm_time(m, n, k, "bf16"), 2 * rows * n * k / PEAK_BF16, rtol=1e-12)
+    # unset (0), every GEMM pads to whole 128-row tiles, as do grouped expert GEMMs
+    padded = 2 * np.array([128, 128, 128, 128, 256]) * n * k / PEAK_BF16
+    np.testing.assert_allclose(compute_only(tile_m=128, tile_n=128).gemm_time(m, n, k, "bf16"), padded, rtol=1e-12)
+    np.testing.assert_allclose(gpu.gemm_time(m, n, k, "bf16", grouped=True), padded, rtol=1e-12)
+
+
+def test_wave_quantisation_counts_the_idle_sms_of_the_last_wave():
+    # 128x128 tiles, n = 1280 (10 column tiles), occupancy exponent 0.5, 132 SMs
+    n, k, x = 1280, 4096, 0.5
+    waves = compute_only(tile_m=128, tile_n=128, gemm_occupancy_exponent=x, gemm_wave_quantisation=True)
+    first = compute_only(tile_m=128, tile_n=128, gemm_occupancy_exponent=x)
+    # m = 1664: 130 tiles, one wave: both forms give 130 of 132 SMs busy
+    m = 13 * 128
+    one_wave = 2 * m * n * k / (PEAK_BF16 * (130 / SMS) ** x)
+    assert waves.gemm_time(np.array([m]), n, k, "bf16")[0] == pytest.approx(one_wave, rel=1e-12)
+    assert first.gemm_time(np.array([m]), n, k, "bf16")[0] == pytest.approx(one_wave, rel=1e-12)
+    # m = 2560: 200 tiles in two waves of 132 slots: 200 of 264 busy; the first-wave form
+    # sees all SMs busy
+    m = 20 * 128
+    assert waves.gemm_time(np.array([m]), n, k, "bf16")[0] == pytest.approx(
+        2 * m * n * k / (PEAK_BF16 * (200 / 264) ** x), rel=1e-12)
+    assert first.gemm_time(np.array([m]), n, k, "bf16")[0] == pytest.approx(2 * m * n * k / PEAK_BF16, rel=1e-12)
+
+
+def test_tile_mix_prices_the_mean_of_its_tiles():
+    # m = 100, n = 300, k = 1024: 128x128 tiles compute 128 x 384, 128x256 tiles 128 x 512
+    m, n, k = 100, 300, 1024
+    gpu = compute_only(tile_m=64, tile_n=64, gemm_tiles="128x128, 128x256")
+    mix = (2 * 128 * 384 * k + 2 * 128 * 512 * k) / 2
+    assert gpu.gemm_time(np.array([m]), n, k, "bf16")[0] == pytest.approx(mix / PEAK_BF16, rel=1e-12)
+    peak_fp8 = 1978.9e12
+    assert gpu.gemm_time(np.array([m]), n, k, "fp8")[0] == pytest.approx(mix / peak_fp8, rel=1e-12)
+    # grouped expert GEMMs and FP8 GEMMs with a tile of their own keep the single tile:
+    # 64x64 computes 128 x 320
+    single = 2 * 128 * 320 * k
+    assert gpu.gemm_time(np.array([m]), n, k, "bf16", grouped=True)[0] == pytest.approx(single / PEAK_BF16, rel=1e-12)
+    own = compute_only(tile_m=64, tile_n=64, gemm_tiles="128x128,128x256", tile_m_fp8=64, tile_n_fp8=64)
+    assert own.gemm_time(np.array([m]), n, k, "fp8")[0] == pytest.approx(single / peak_fp8, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", ["64x12a", "128", "0x128", " , "])
+def test_bad_tile_mix_is_named(bad):
+    with pytest.raises(ValidationError, match="efficiency.gemm_tiles"):
+        GPUConfig(preset="h100_sxm", efficiency={"gemm_tiles": bad})
+
+
 def test_fp8_unsupported_on_a100():
     a100 = GPU(GPUConfig(preset="a100"))
     with pytest.raises(ValueError, match="fp8"):

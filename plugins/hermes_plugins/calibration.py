@@ -721,7 +721,17 @@ def by_bucket(pred, meas_s, key: np.ndarray, ranges: list[tuple[int, int]], labe
 
 # ----------------------------------------------------------------------------- fits
 
+#: Candidate single GEMM output tiles ``(tile_m, tile_n)`` of the GEMM fit.
 GEMM_TILES = [(64, 64), (64, 128), (128, 128), (128, 256)]
+#: The tile-mix candidate of the GEMM fit (:attr:`~hermes_plugins.devices.Efficiency.gemm_tiles`,
+#: fitted with ``gemm_wave_quantisation``): output tiles of cuBLAS's and CUTLASS's SM80/SM90
+#: half-precision GEMMs, 64-256 rows by 128-256 columns, among which the library's
+#: heuristics pick per shape.
+GEMM_TILE_MIX = "64x128,128x128,128x256,256x128"
+#: Candidate ``gemm_tile_m_min`` of the GEMM fit: 0 (every GEMM pads its rows to a whole
+#: ``tile_m``) and 16 (the rows of one tensor-core MMA, ``mma.sync m16n8k16``: skinny GEMMs
+#: run small-row or GEMV-like kernels).
+GEMM_TILE_M_MINS = (0, 16)
 GEMM_PARAMS = ["gemm_compute", "gemm_memory", "launch_us", "gemm_k_overhead", "gemm_occupancy_exponent"]
 ATTENTION_PARAMS = ["attention_prefill_compute", "attention_prefill_memory", "attention_decode_memory",
                     "attention_launch_us", "attention_prefill_score_ps", "attention_decode_seq_head_ns"]
@@ -770,21 +780,45 @@ def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
     return {k: v for k, v in out.items() if len(v)}
 
 
-def fit_gemm(g: Table, preset: str, log: Callable[[str], None] = print) -> tuple[dict, list]:
+def fit_gemm(g: Table, preset: str, log: Callable[[str], None] = print, tiles: Sequence[tuple[int, int]] = GEMM_TILES,
+             tile_mix: str | None = GEMM_TILE_MIX, rows_mins: Sequence[int] = GEMM_TILE_M_MINS) -> tuple[dict, list]:
     """GEMM compute and memory efficiency, launch time, per-tile overhead and occupancy
-    exponent, once per candidate tile (:data:`GEMM_TILES`); the tile with the lowest loss
-    wins. Returns ``(parameters, [per-tile loss])``."""
+    exponent, once per candidate kernel-selection model; the one with the lowest loss wins.
+    The candidates: each single tile of ``tiles`` (:data:`GEMM_TILES`), and the tile mix
+    ``tile_mix`` (:data:`GEMM_TILE_MIX`; None: no mix) with wave quantisation
+    (``gemm_tiles``, ``gemm_wave_quantisation``), each with every smallest tile row count of
+    ``rows_mins`` (:data:`GEMM_TILE_M_MINS`; ``gemm_tile_m_min``). A mix keeps
+    ``tile_m``/``tile_n`` of the best single tile with the same ``gemm_tile_m_min`` (grouped
+    expert GEMMs use the single tile). ``tile_mix=None, rows_mins=(0,)`` is the single-tile
+    fit of before these candidates. Returns ``(parameters, [loss per candidate])``; the
+    parameters include the three kernel-selection fields, at their defaults
+    (``gemm_tile_m_min`` 0, no ``gemm_tiles``, no wave quantisation) when a single tile
+    without a smaller row count fits best."""
     bounds = [(0.05, 1.0), (0.05, 1.0), (0.0, 50.0), (0.0, 4096.0), (0.0, 1.0)]
     trials = []
-    for tm, tn in GEMM_TILES:
-        def obj(x, tm=tm, tn=tn):
-            return log_err(predict_gemm(make_gpu(preset, {**dict(zip(GEMM_PARAMS, x)), "tile_m": tm, "tile_n": tn}), g),
-                           g.cols["latency_s"])
+
+    def one(fixed: dict, label: str) -> None:
+        def obj(x):
+            gpu = make_gpu(preset, {**dict(zip(GEMM_PARAMS, x)), **fixed})
+            return log_err(predict_gemm(gpu, g), g.cols["latency_s"])
         res = minimise(obj, [0.8, 0.85, 3.0, 128.0, 0.5], bounds)
-        trials.append((res.fun, {**dict(zip(GEMM_PARAMS, map(float, res.x))), "tile_m": tm, "tile_n": tn}))
-        log(f"  gemm tile {tm}x{tn}: mean|log| {res.fun:.4f}  {np.round(res.x, 4).tolist()}")
-    best = min(trials, key=lambda t: t[0])[1]
-    return best, [{"tile": f"{t[1]['tile_m']}x{t[1]['tile_n']}", "mean_abs_log": round(t[0], 4)} for t in trials]
+        params = {**dict(zip(GEMM_PARAMS, map(float, res.x))), **fixed}
+        trials.append((res.fun, label, params))
+        log(f"  gemm {label}: mean|log| {res.fun:.4f}  {np.round(res.x, 4).tolist()}")
+
+    for rows_min in rows_mins:
+        rows = f", rows >= {rows_min}" if rows_min else ""
+        single = []
+        for tm, tn in tiles:
+            one({"tile_m": tm, "tile_n": tn, "gemm_tile_m_min": rows_min, "gemm_tiles": None,
+                 "gemm_wave_quantisation": False}, f"tile {tm}x{tn}{rows}")
+            single.append(trials[-1])
+        if tile_mix:
+            best_single = min(single, key=lambda t: t[0])[2]
+            one({"tile_m": best_single["tile_m"], "tile_n": best_single["tile_n"], "gemm_tile_m_min": rows_min,
+                 "gemm_tiles": tile_mix, "gemm_wave_quantisation": True}, f"tile mix, waves{rows}")
+    best = min(trials, key=lambda t: t[0])[2]
+    return best, [{"candidate": t[1], "mean_abs_log": round(t[0], 4)} for t in trials]
 
 
 #: Candidate FP8 GEMM output tiles ``(tile_m_fp8, tile_n_fp8)``: the bf16 candidates and

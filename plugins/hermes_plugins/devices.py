@@ -11,6 +11,12 @@ per kernel (the GenZ form, arXiv 2406.01698), with three measured refinements:
   and the ``max`` is a smooth one, ``(compute**p + memory**p) ** (1/p)`` with ``p =
   gemm_roofline_sharpness``: near the ridge the weight stream and the MMAs do not hide
   each other completely.
+* Which kernel the GEMM library runs is optional (fields off by default): skinny GEMMs
+  may compute fewer rows than a tile (``gemm_tile_m_min``), the compute term may be the mean
+  over several candidate tiles (``gemm_tiles``), and the occupancy may count the idle SMs
+  of the last, partial wave (``gemm_wave_quantisation``). ``hermes calibrate`` picks them
+  where they fit better (Vidur's eager-mode profiles: yes; aiconfigurator's CUDA-graph
+  tables: no).
 * Prefill attention does not overlap its Q/K/V/O traffic and the diagonal tiles of the
   causal mask with its matmuls: ``time = FLOP / (peak * e_c) + bytes / (BW * e_m) + launch``.
 * Decode attention is the plain roofline above.
@@ -52,7 +58,7 @@ from typing import Literal
 from importlib import resources
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hermes_core import HardwareNode, hookimpl
 from hermes_core.hardware import DTYPE_BYTES
@@ -149,6 +155,21 @@ class Efficiency(BaseModel):
     scales by ``min(1, tiles/SMs) ** x``; ``gemm_roofline_sharpness``: ``p`` of the smooth
     roofline ``(compute**p + memory**p) ** (1/p)`` (near the ridge neither the HBM stream
     nor the tensor cores hide the other completely; 0 takes the hard ``max``).
+    Kernel selection (dense GEMMs, not grouped; each default leaves the single-tile model
+    above): ``gemm_tile_m_min`` (rows): a GEMM of ``m`` rows runs a tile of
+    ``clip(2^ceil(log2 m), gemm_tile_m_min, tile_m)`` rows, as skinny GEMMs run small-row or
+    GEMV-like kernels instead of padding to ``tile_m`` (0: always ``tile_m``; the same rule
+    as ``moe_block_m_min``); ``gemm_tiles``: the output tiles the GEMM library chooses among
+    (e.g. ``"64x128,128x128,128x256,256x128"``; unset: ``tile_m x tile_n`` alone): the compute
+    term is the mean of the tiles' (tile- and wave-quantised) compute times, the expected
+    cost when the library's per-shape choice is unknown; ``gemm_wave_quantisation``: the
+    occupancy counts the idle SMs of the last, partial wave as well, ``(tiles / (ceil(tiles /
+    SMs) SMs)) ** gemm_occupancy_exponent``, instead of those of the first wave only,
+    ``min(1, tiles / SMs) ** gemm_occupancy_exponent`` (the two agree up to one wave). Tile
+    and wave quantisation: NVIDIA, "Matrix Multiplication Background User's Guide" (Deep
+    Learning Performance documentation); the three fields were added for, and are fitted by
+    ``hermes calibrate`` on, Vidur's eager-mode H100 and A100 projection profiles
+    (``docs/performance-model.md`` section 1).
     Attention: ``attention_prefill_compute``/``attention_prefill_memory`` and
     ``attention_decode_compute``/``attention_decode_memory``, likewise, per phase;
     ``attention_launch_us``: fixed time per attention call (kernel launches, KV-cache write,
@@ -191,6 +212,9 @@ class Efficiency(BaseModel):
     gemm_roofline_sharpness: float = Field(3.9, ge=0, le=50)
     tile_m: int = Field(64, ge=0)
     tile_n: int = Field(128, ge=0)
+    gemm_tile_m_min: int = Field(0, ge=0)
+    gemm_tiles: str | None = None
+    gemm_wave_quantisation: bool = False
     attention_prefill_compute: float = Field(0.6, gt=0, le=1)
     attention_prefill_memory: float = Field(0.8, gt=0, le=1)
     attention_decode_compute: float = Field(0.5, gt=0, le=1)
@@ -209,6 +233,29 @@ class Efficiency(BaseModel):
     moe_compute_marlin: float | None = Field(None, gt=0, le=1)
     moe_block_m_min_marlin: int | None = Field(None, ge=0)
     source: str = "hermes default"
+
+    @field_validator("gemm_tiles")
+    @classmethod
+    def _tile_list(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_tiles(v)  # raises ValueError naming the bad entry
+        return v
+
+
+@lru_cache(maxsize=None)
+def parse_tiles(text: str) -> tuple[tuple[int, int], ...]:
+    """``(tile_m, tile_n)`` pairs of an :attr:`Efficiency.gemm_tiles` string such as
+    ``"64x128,128x256"`` (comma- or space-separated ``ROWSxCOLUMNS``, each a positive
+    integer). Raises ``ValueError`` naming the entry that is not one."""
+    tiles = []
+    for item in text.replace(",", " ").split():
+        rows, _, cols = item.lower().partition("x")
+        if not (rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
+            raise ValueError(f"{item!r} is not a tile ROWSxCOLUMNS such as 128x256")
+        tiles.append((int(rows), int(cols)))
+    if not tiles:
+        raise ValueError("no tile given (e.g. '64x128,128x256')")
+    return tuple(tiles)
 
 
 class LinkFit(BaseModel):
@@ -303,7 +350,7 @@ class GPUConfig(BaseModel):
     switch_latency_us: float | None = Field(None, ge=0)
     allreduce_algorithms: list[Literal["ring", "one_shot", "switch"]] | None = None
     num_sms: int | None = Field(None, gt=0)
-    efficiency: dict[str, float | int | str | None] = Field(default_factory=dict)
+    efficiency: dict[str, bool | float | int | str | None] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_preset(self):
@@ -416,13 +463,18 @@ class GPU(HardwareNode):
           ``*_fp8`` tile, ``k0``, occupancy exponent and launch time where they are set): the tensor cores compute whole
           ``tile_m x tile_n`` output tiles, so ``M = ceil(m/tile_m) tile_m`` and ``N =
           ceil(n/tile_n) tile_n`` (tile quantisation); ``occ = min(1, tiles / SMs) **
-          gemm_occupancy_exponent``;
+          gemm_occupancy_exponent``, or with ``gemm_wave_quantisation`` ``(tiles / (ceil(tiles
+          / SMs) SMs)) ** gemm_occupancy_exponent`` (the busy share of SMs over all waves);
+          for a GEMM that is not grouped, ``tile_m`` is ``clip(2^ceil(log2 m),
+          gemm_tile_m_min, tile_m)`` when ``gemm_tile_m_min`` is set, and with ``gemm_tiles``
+          set (and no FP8 tile of its own) ``compute`` is the mean over those tiles;
         * ``memory = ((m k + k n) * dtype bytes + m n * 2) / (BW * e_m)`` (16-bit output).
 
         ``n`` and ``k`` may also be arrays (broadcast with ``m``). ``compute_scale``
         multiplies the compute rate and ``tile_m`` (int or array like ``m``) replaces the
         output tile's rows; ``grouped`` marks a grouped expert GEMM (all three for
-        :meth:`grouped_gemm_time`)."""
+        :meth:`grouped_gemm_time`). Formulas and fitted values: ``docs/performance-model.md``
+        section 1."""
         e = self.eff
         m = np.asarray(m, dtype=float)
         n = np.asarray(n, dtype=float)
@@ -430,20 +482,24 @@ class GPU(HardwareNode):
         b = DTYPE_BYTES[dtype]
         share, tm0, tn, k0, occ, launch = (e.gemm_compute, e.tile_m, e.tile_n, e.gemm_k_overhead,
                                            e.gemm_occupancy_exponent, e.launch_us)
+        own_tile = False
         if dtype == "fp8" and not grouped:
+            own_tile = e.tile_m_fp8 is not None or e.tile_n_fp8 is not None
             share, tm0, tn, k0, occ, launch = (
                 _or(e.gemm_compute_fp8, share), _or(e.tile_m_fp8, tm0), _or(e.tile_n_fp8, tn),
                 _or(e.gemm_k_overhead_fp8, k0), _or(e.gemm_occupancy_exponent_fp8, occ), _or(e.launch_us_fp8, launch))
         rate = self.peak_flops(dtype) * share * compute_scale
-        mc, nc = m, n
-        tm = tm0 if tile_m is None else np.asarray(tile_m, dtype=float)
-        if tm0 and tn:
-            tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
-            mc, nc = tiles_m * tm, tiles_n * tn
-            if occ:
-                tiles = np.maximum(tiles_m * tiles_n, 1.0)
-                rate = rate * np.minimum(1.0, tiles / self.num_sms) ** occ
-        compute = 2.0 * mc * nc * (k + k0) / rate
+        dense = tile_m is None and not grouped
+        tiles = parse_tiles(e.gemm_tiles) if dense and e.gemm_tiles and not own_tile else ((tm0, tn),)
+        compute = 0.0
+        for tile_rows, tile_cols in tiles:
+            rows = tile_rows if tile_m is None else np.asarray(tile_m, dtype=float)
+            if dense and e.gemm_tile_m_min and tile_rows:
+                rows = np.clip(2.0 ** np.ceil(np.log2(np.maximum(m, 1.0))), min(e.gemm_tile_m_min, tile_rows),
+                               tile_rows)
+            compute = compute + self._tile_compute(m, n, k, k0, occ, rate, rows, tile_rows, tile_cols)
+        if len(tiles) > 1:
+            compute = compute / len(tiles)
         memory = ((m * k + k * n) * b + m * n * 2.0) / (self.memory_bandwidth * e.gemm_memory)
         t = np.maximum(compute, memory)
         p = e.gemm_roofline_sharpness
@@ -452,6 +508,21 @@ class GPU(HardwareNode):
                 ratio = np.where(t > 0, np.minimum(compute, memory) / t, 0.0)
             t = t * (1.0 + ratio**p) ** (1.0 / p)
         return np.where(m > 0, t + launch * 1e-6, 0.0)
+
+    def _tile_compute(self, m, n, k, k0, occ, rate, tm, tm0, tn):
+        """Compute time (s) of a GEMM on ``tm x tn`` output tiles (``tm`` may be an array;
+        ``tm0``: the tile's nominal rows, 0 with ``tn = 0`` for no tiling):
+        ``2 M N (k + k0) / (rate * occ)``, ``occ`` as in :meth:`gemm_time`."""
+        mc, nc = m, n
+        if tm0 and tn:
+            tiles_m, tiles_n = np.ceil(m / tm), np.ceil(n / tn)
+            mc, nc = tiles_m * tm, tiles_n * tn
+            if occ:
+                tiles = np.maximum(tiles_m * tiles_n, 1.0)
+                waves = tiles / self.num_sms
+                busy = waves / np.ceil(waves) if self.eff.gemm_wave_quantisation else np.minimum(1.0, waves)
+                rate = rate * busy ** occ
+        return 2.0 * mc * nc * (k + k0) / rate
 
     #: the step cost model passes the attention call's shape (``pairs``, ``heads``, ``seqs``,
     #: ``kv_heads``, ...), which the per-score and per-(sequence x KV head) costs need
