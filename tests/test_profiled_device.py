@@ -438,3 +438,28 @@ def test_wide_ep_moe_tables_in_a_directory_are_ignored(tmp_path):
     assert len(t) == 336
     with pytest.raises(TableError, match="wideep_context_moe_perf.csv: not an aiconfigurator per-operator table"):
         load_aiconfigurator([d / "wideep_context_moe_perf.csv"])
+
+
+def test_interpolation_check_compares_with_the_model_as_the_device_prices_it():
+    """The fitted-model column of the interpolation check prices each held-out attention row
+    with its shape (the per-score and per-(sequence x KV head) terms), as the serving stage
+    does; only rows the remaining grid covers are compared."""
+    from hermes_plugins.calibration import fit_rows
+    from hermes_plugins.profiled import interpolation_check
+
+    tables = fit_rows(load_aiconfigurator([DATA]))
+    out = interpolation_check(tables)
+    model = GPU(GPUConfig())
+    for kind, x, ph in (("context_attention", "isl", "prefill"), ("generation_attention", "step", "decode")):
+        t = tables[kind]
+        xs = np.unique(t.cols[x])
+        held = t.select(np.isin(t.cols[x], xs[1:-1:2]))
+        case = next(v for k, v in out.items() if k.startswith(kind))
+        # every held-out row is either compared or counted as outside the grid
+        assert case["rows"] + case["not_covered"] == len(held)
+        f, b = attention_work(held, ph)
+        # (without the shape the model differs from itself as the device prices it, and every
+        # row outside the grid looked interpolated)
+        shaped = np.asarray(model.attention_time(f, b, ph, "bf16", **attention_shape(held, ph)))
+        bare = np.asarray(model.attention_time(f, b, ph, "bf16"))
+        assert np.all(shaped[f > 0] > bare[f > 0])

@@ -529,8 +529,9 @@ def interpolation_check(tables: dict[str, Table], seed: int = 0) -> dict[str, di
         else:
             ph = "prefill" if kind == "context_attention" else "decode"
             f, b = attention_work(held, ph)
-            pred = dev.attention_time(f, b, ph, "bf16", **attention_shape(held, ph))
-            model = dev.model.attention_time(f, b, ph, "bf16")
+            shape = attention_shape(held, ph)
+            pred = dev.attention_time(f, b, ph, "bf16", **shape)
+            model = dev.model.attention_time(f, b, ph, "bf16", **shape)
             src = dev.pricing_sources()[f"attention_{ph}"]
         ok = pred != model
         out[case] = {"rows": int(ok.sum()), "not_covered": src["modelled"],
