@@ -191,10 +191,14 @@ def collectives_command(fmt: str, files: tuple[Path, ...], topology: str | None,
         rows = validate_vidur_collectives(path, name, device, preset.gpus, check=not no_device_check)
         all_rows += rows
         unsupported = [(f"{r['file']}:{r['line']}", r["reason"]) for r in rows if r["predicted_ms"] is None]
+        algos = getattr(device, "allreduce_algorithms", None)
+        extra = ("; all-reduce algorithms: " + ", ".join(
+            f"{a} {share * device.link_bandwidth / 1e9:.0f} GB/s + {lat * 1e6:.2f} us" for a, (share, lat) in algos.items())
+            if algos else "")
         console.print(f"[bold]{path.name}[/] on {name} ({preset.description}); links: "
                       f"{device.link_bandwidth / 1e9:.0f} GB/s per direction, "
                       f"{device.link_latency * 1e6:.2f} us per hop, "
-                      f"{device.collective_latency * 1e6:.2f} us per collective", highlight=False)
+                      f"{device.collective_latency * 1e6:.2f} us per collective{extra}", highlight=False)
         print_summary(console, f"{path.name}: predicted vs measured time (median, ms)",
                       ape_summary(compared(rows), ["collective", "num_workers", "size_bucket"]), unsupported)
         _print_unsupported(console, rows)
