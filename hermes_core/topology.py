@@ -7,6 +7,7 @@ participants, so a new fabric is a new graph, not new code.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import networkx as nx
@@ -111,12 +112,8 @@ class Topology:
         bw, lat = self.ring_allreduce_params(members)
         if not algorithms:
             return 2 * (n - 1) / n * nbytes / bw + lat + algo_latency
-        times = [ALLREDUCE_TRAFFIC[name](n) * nbytes / (bw * share) + lat + latency
-                 for name, (share, latency) in algorithms.items()]
-        best = times[0]
-        for t in times[1:]:
-            best = np.minimum(best, t)
-        return best
+        return functools.reduce(np.minimum, (ALLREDUCE_TRAFFIC[name](n) * nbytes / (bw * share) + lat + latency
+                                             for name, (share, latency) in algorithms.items()))
 
     def p2p_time(self, a: str, b: str, nbytes, algo_latency: float = 0.0):
         """Point-to-point send/recv of ``nbytes`` from a to b (s): ``latency + algo_latency +

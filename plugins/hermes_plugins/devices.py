@@ -389,23 +389,20 @@ class GPU(HardwareNode):
         self.link_latency = lat_us * 1e-6
         coll = config.collective_latency_us if config.collective_latency_us is not None else link.collective_latency_us
         self.collective_latency = coll * 1e-6
-        algos: dict[str, tuple[float, float]] = {}
+        # all-reduce algorithms, bandwidth shares relative to link_bandwidth (the ring's)
+        algos: dict[str, tuple[float, float]] = {"ring": (1.0, self.collective_latency)}
         for algo, (eff_field, lat_field) in ALLREDUCE_ALGORITHM_FIELDS.items():
             eff = _or(getattr(config, eff_field), getattr(link, eff_field))
             alg_lat = _or(getattr(config, lat_field), getattr(link, lat_field))
-            if eff is None or alg_lat is None or (algo == "switch" and not p.nvlink_sharp):
-                continue
-            if config.allreduce_algorithms is not None and algo not in config.allreduce_algorithms:
-                continue
-            algos[algo] = (eff / link_eff, alg_lat * 1e-6)
-        # bandwidth shares relative to link_bandwidth (the ring's): (share, latency s)
-        ring = {"ring": (1.0, self.collective_latency)}
-        if config.allreduce_algorithms is not None and "ring" not in config.allreduce_algorithms:
+            if eff is not None and alg_lat is not None and (algo != "switch" or p.nvlink_sharp):
+                algos[algo] = (eff / link_eff, alg_lat * 1e-6)
+        if config.allreduce_algorithms is not None:
+            algos = {a: v for a, v in algos.items() if a in config.allreduce_algorithms}
             if not algos:
                 raise ValueError("allreduce_algorithms: none of "
                                  f"{config.allreduce_algorithms} is fitted for preset '{config.preset}'")
-            ring = {}
-        self.allreduce_algorithms = {**ring, **algos} if algos else None
+        # the ring alone is the topology's default formula
+        self.allreduce_algorithms = None if set(algos) == {"ring"} else algos
         self.num_sms = config.num_sms or p.num_sms
         self._peaks = {k: v * 1e12 for k, v in {**p.peak_tflops, **(config.peak_tflops or {})}.items()}
         self.eff = Efficiency(**{**fitted_efficiency().model_dump(), **config.efficiency})
