@@ -845,3 +845,30 @@ def test_deepseek_rows_run_with_their_inferencemax_scripts_settings():
     ks = S.scenario_for(kimi)[0]["clients"][0]["stage"]
     assert ks["model"] == "kimi-k2.5" and ks["precision"]["weights"] == "bf16"
     assert ks["gpu_memory_utilization"] == 0.95
+
+
+def test_steps_under_a_captured_cuda_graph_skip_the_eager_floor():
+    """``cuda_graph_max_tokens``: only a prefill step with more tokens than the largest
+    captured CUDA graph runs eagerly. The lone request's prefill is one step of 16 tokens:
+    a graph of 16 tokens covers it (no floor), one of 15 does not (291 operators x 1 ms)."""
+    plain = _one_request()
+    assert _one_request(eager_op_us=1000, cuda_graph_max_tokens=16) == pytest.approx(plain)
+    assert _one_request(eager_op_us=1000, cuda_graph_max_tokens=15)[0] == pytest.approx(291 * 1e-3)
+
+
+@pytest.mark.parametrize("model, source, c, graph", [
+    # InferenceMAX's Llama script leaves vLLM's default: min(2 x --max-num-seqs C, 512)
+    ("meta-llama/Llama-3.1-70B", "source_file=2026-04-06.csv; measured=2025-10-29T00:00:00.000Z", 4, 8),
+    ("meta-llama/Llama-3.1-70B", "source_file=2026-04-06.csv; measured=2025-10-29T00:00:00.000Z", 512, 512),
+    # its gpt-oss script captures graphs up to 2,048 tokens
+    ("openai/gpt-oss-120b", "source_file=2026-04-06.csv; measured=2025-11-02T00:00:00.000Z", 4, 2048),
+    # aiconfigurator's generator captures batches of 1 to C
+    ("meta-llama/Llama-3.1-70B", GAP, 16, 16),
+])
+def test_vllm_rows_capture_cuda_graphs_as_their_deployment_did(model, source, c, graph):
+    p = S.Point(line=2, raw={"silicon_data_source": source}, id="x", backend="vllm", model_path=model,
+                system="h200_sxm", mode="agg", isl=1024, osl=64, gemm_quant_mode="fp8", batch_size=c, tp=8,
+                pp=1, attention_dp=None, moe_tp=None, moe_ep=None, ttft_ms=1.0, tpot_ms=1.0)
+    stage = S.scenario_for(p)[0]["clients"][0]["stage"]
+    assert stage["cuda_graph_max_tokens"] == graph
+    assert stage["eager_op_us"] == S.EAGER_OP_US["vllm"] > 0

@@ -98,6 +98,10 @@ class LLMServingConfig(BaseModel):
     prefill chunk, which engines run without CUDA graphs (SGLang, TensorRT-LLM's PyTorch
     backend): such a step lasts at least ``eager_op_us x`` the operators of one forward pass
     (:attr:`StepCostModel.ops_per_forward`);
+    ``cuda_graph_max_tokens`` (default ``None``): the largest step, in tokens, that the engine
+    runs under a captured CUDA graph (vLLM: ``max_cudagraph_capture_size``, by default
+    ``min(2 max_num_seqs, 512)``); ``eager_op_us`` applies only to steps with a prefill chunk
+    and more tokens than that. ``None``: every step with a prefill chunk runs eagerly;
     ``eager_moe_layer_us`` (default 0): host time that each MoE layer adds to a step holding
     a prefill chunk. Without CUDA graphs the host launches every kernel of the forward pass
     from Python; a MoE layer's many small kernels (router top-k, token alignment and
@@ -156,6 +160,7 @@ class LLMServingConfig(BaseModel):
     overlap_host: bool = False
     schedule_ahead: bool | None = None
     eager_op_us: float = Field(0.0, ge=0)
+    cuda_graph_max_tokens: int | None = Field(None, ge=0)
     eager_moe_layer_us: float = Field(0.0, ge=0)
     shared_experts_stream_tokens: int = Field(0, ge=0)
     shared_experts_stream_in_prefill: bool = True
@@ -279,6 +284,7 @@ class LLMServing(Stage):
         self._ahead = config.overlap_host if config.schedule_ahead is None else config.schedule_ahead
         self._fe_token = config.frontend_token_us * 1e-6
         self._eager = config.eager_op_us * 1e-6 * self.cost.ops_per_forward
+        self._graph_max = config.cuda_graph_max_tokens
         self._eager_moe = config.eager_moe_layer_us * 1e-6 * self.cost.moe_layers_per_forward
         self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
         self._busy = False
@@ -372,9 +378,9 @@ class LLMServing(Stage):
         dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv,
                                     len(b.seqs) - b.dec_n, window=win,
                                     shared_stream=self._stream_in_prefill or not b.pf_q)
-        if b.pf_q and self._eager:
-            # a step with prefill runs without CUDA graphs: the GPU waits for the host to
-            # launch every operator of the forward pass
+        if b.pf_q and self._eager and (self._graph_max is None or b.tokens > self._graph_max):
+            # a step with prefill that no captured CUDA graph covers runs eagerly: the GPU
+            # waits for the host to launch every operator of the forward pass
             dt = max(dt, self._eager)
         if b.pf_q:
             # ... and waits for it at every MoE layer's small kernels

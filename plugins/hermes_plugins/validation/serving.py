@@ -278,6 +278,49 @@ FRONTEND_TOKEN_US: dict[str, float] = {"sglang": 50.0}
 #: SGLang on DeepSeek-R1 (0.5.9; 2000 / 3500 us: 7.3 / 23.6 %, none 36.9 %).
 EAGER_MOE_LAYER_US: dict[str, float] = {"vllm": 450.0, "trtllm": 1800.0, "sglang": 2000.0}
 
+#: Host time to launch one operator of a step that no captured CUDA graph covers
+#: (``llm_serving`` field ``eager_op_us``; which steps, :func:`cuda_graph_max_tokens`): the
+#: step lasts at least that times the operators of one forward pass. vLLM runs steps larger
+#: than its largest captured CUDA graph eagerly (torch.compile's code, every kernel launched
+#: from Python). Its Llama-3.1-70B rows at 1k prompts fall short by a gap that grows with
+#: the TP degree while the 8k rows fit (TP8 at 4 clients: 73 ms measured, 58 ms hermes, whose
+#: prefill step of 1,024 tokens takes 41 ms on the GPU): the dense model's eager forward (883
+#: operators) outlasts its GPU work where that is shortest. Identified on those 60 rows by
+#: TTFT median APE (30 / 45 / 60 / 75 / 90 us: 6.1 / 6.1 / 5.0 / 4.0 / 6.1 %, none 6.1 %);
+#: every other vLLM row tests it. TensorRT-LLM's Llama-3.1-70B rows gain little from one (50
+#: / 75 / 100 us: 8.0 -> 7.7 / 7.8 / 10.1 %) and SGLang's Llama-3.1-8B TPOT loses (see
+#: docs/performance-model.md): both keep 0.
+EAGER_OP_US: dict[str, float] = {"vllm": 75.0}
+
+#: vLLM's largest captured CUDA graph by default, in tokens: ``min(2 max_num_seqs, 512)``
+#: (``VllmConfig`` ``max_cudagraph_capture_size``; the capture sizes run 1, 2, 4, then
+#: multiples of 8 and 16 up to it). Steps with more tokens run eagerly.
+VLLM_GRAPH_MAX_TOKENS = 512
+#: Largest captured CUDA graph that InferenceMAX's scripts set, by model: its gpt-oss H200
+#: vLLM script has passed ``cuda-graph-sizes: 2048`` (later ``max-cudagraph-capture-size:
+#: 2048``) since its first version (SemiAnalysisAI/InferenceX ``gptoss_fp4_h200*.sh``,
+#: 2025-09-15 on), so its steps of up to 2,048 tokens, a 1k prompt's prefill among them, run
+#: under (piecewise) CUDA graphs.
+INFERENCEMAX_GRAPH_MAX_TOKENS: dict[str, int] = {"openai/gpt-oss-120b": 2048}
+
+
+def cuda_graph_max_tokens(p: Point, max_num_seqs: int, imax: bool) -> int | None:
+    """Largest step, in tokens, that row ``p``'s engine runs under a captured CUDA graph
+    (``llm_serving`` field ``cuda_graph_max_tokens``), for an engine of ``max_num_seqs``
+    sequences; ``imax``: an InferenceMAX row (:func:`benchmark_of`). vLLM: the script's
+    setting (:data:`INFERENCEMAX_GRAPH_MAX_TOKENS`), else vLLM's default ``min(2
+    max_num_seqs, VLLM_GRAPH_MAX_TOKENS)``; an aiperf row the batch size, as
+    aiconfigurator's generator captures graphs for batches of 1 to ``C``
+    (``generator/rule_plugin/benchmark/vllm.rule``, ``cuda_graph_batch_sizes``). Other
+    engines: ``None`` (every step with a prefill chunk is eager; TensorRT-LLM's PyTorch
+    backend and SGLang capture decode-only batches)."""
+    if p.backend != "vllm":
+        return None
+    if not imax:
+        return p.batch_size
+    return INFERENCEMAX_GRAPH_MAX_TOKENS.get(p.model_path, min(2 * max_num_seqs, VLLM_GRAPH_MAX_TOKENS))
+
+
 #: Steps in which a MoE layer's shared experts run beside its routed experts (``llm_serving``
 #: fields ``shared_experts_stream_tokens``, ``shared_experts_stream_in_prefill``): vLLM runs
 #: them on a second CUDA stream in every step of at most 256 tokens
@@ -903,6 +946,7 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
                 **({"schedule_ahead": True} if p.backend in SCHEDULES_AHEAD else {}),
                 "frontend_token_us": FRONTEND_TOKEN_US.get(p.backend, 0.0),
                 "eager_moe_layer_us": EAGER_MOE_LAYER_US.get(p.backend, 0.0),
+                "eager_op_us": EAGER_OP_US.get(p.backend, 0.0),
                 "shared_experts_stream_tokens": max(eng.max_num_seqs, C) if stream[0] is None else stream[0],
                 "shared_experts_stream_in_prefill": stream[1],
                 **({"ep_masked_slots": True} if p.backend in EP_MASKED_SLOTS else {}),
@@ -912,6 +956,8 @@ def scenario_for(p: Point, rounds: int | None = None, limits: str = "aiconfigura
             },
         }],
     }
+    stage = scenario["clients"][0]["stage"]
+    stage["cuda_graph_max_tokens"] = cuda_graph_max_tokens(p, stage["max_num_seqs"], imax)
     return scenario, plan
 
 
