@@ -762,7 +762,7 @@ def device_for(p: Point, tables: dict[str, str] | None = None) -> dict[str, Any]
 PROTOCOLS = ("aiperf", "by-source")
 #: The protocol ``hermes validate serving`` runs unless told otherwise: each row with the
 #: client it was measured with. On the 612 simulated H200 rows it scores TTFT / TPOT median
-#: APE 13.5 / 7.6 % against 55.2 / 8.1 % for aiperf everywhere (on the 558 rows that run as
+#: APE 8.9 / 7.5 % against 56.1 / 8.5 % for aiperf everywhere (on the 558 rows that run as
 #: aiperf deployments; docs/validation.md).
 DEFAULT_PROTOCOL = "by-source"
 
