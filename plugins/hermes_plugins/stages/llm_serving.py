@@ -284,7 +284,8 @@ class LLMServing(Stage):
         self._ahead = config.overlap_host if config.schedule_ahead is None else config.schedule_ahead
         self._fe_token = config.frontend_token_us * 1e-6
         self._eager = config.eager_op_us * 1e-6 * self.cost.ops_per_forward
-        self._graph_max = config.cuda_graph_max_tokens
+        # steps with more tokens than this run without CUDA graphs (None, 0: every step)
+        self._graph_max = config.cuda_graph_max_tokens or 0
         self._eager_moe = config.eager_moe_layer_us * 1e-6 * self.cost.moe_layers_per_forward
         self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
         self._busy = False
@@ -378,7 +379,7 @@ class LLMServing(Stage):
         dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv,
                                     len(b.seqs) - b.dec_n, window=win,
                                     shared_stream=self._stream_in_prefill or not b.pf_q)
-        if b.pf_q and self._eager and (self._graph_max is None or b.tokens > self._graph_max):
+        if b.pf_q and self._eager and b.tokens > self._graph_max:
             # a step with prefill that no captured CUDA graph covers runs eagerly: the GPU
             # waits for the host to launch every operator of the forward pass
             dt = max(dt, self._eager)
