@@ -237,6 +237,10 @@ def test_cli_on_real_samples(path, device, tmp_path):
     assert len(rows) == 24 * 10  # 24 rows x 10 operators
     assert {r["tp"] for r in rows} == {"1", "2", "4", "8"}
     assert all(r["predicted_ms"] and float(r["predicted_ms"]) > 0 for r in rows)
+    # Vidur's gated-MLP down projection multiplies zeros: its own group, with the reason
+    assert all(r["input"] == ("all-zero" if r["operator"] == "mlp_down_proj" else "nonzero") for r in rows)
+    assert "all-zero" in proc.stdout and "note: 24 rows (input all-zero)" in proc.stdout
+    assert "initialize_dummy_weights" in proc.stdout
     gemm = sorted(float(r["ape_pct"]) for r in rows if r["kind"] == "gemm")
     # the shipped model is fitted on a newer stack (vLLM 0.24.0 tables), ~18 % off Vidur's
     # GEMMs; this guards against a broken pipeline (e.g. wrong shard shapes), not accuracy

@@ -415,6 +415,25 @@ def _normalise(kind: str, files: list[tuple[Path, dict[str, np.ndarray]]], kerne
 VIDUR_COLUMNS = ("n_head", "n_kv_head", "n_embd", "n_expanded_embd", "use_gated_mlp", "num_tokens",
                  "num_tensor_parallel_workers")
 VIDUR_GEMMS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
+#: Why Vidur's ``mlp_down_proj`` of a gated MLP multiplies an all-zero input (the reason
+#: :func:`vidur_zero_input` gives, written into reports and notes).
+VIDUR_ZERO_INPUT_REASON = (
+    "Vidur's profiler (microsoft/vidur @ 7d47513, vidur/profiling/mlp) runs fp16 dummy weights "
+    "drawn uniformly from [-1e-3, 1e-3] (initialize_dummy_weights), so the gated MLP's up "
+    "projection outputs values of about 2e-5 and SiluAndMul about 2e-10, below fp16's smallest "
+    "subnormal (6e-8): the down projection multiplies zeros, which a power-limited GPU runs at "
+    "higher clocks (H100: up to 10 % faster than the attention output projection of the same n "
+    "and similar k in these profiles; H. He, 'Strangely, Matrix Multiplications on GPUs Run Faster "
+    "When Given \"Predictable\" Data!', thonking.ai, 2024: 295 vs 257 TFLOP/s for zero vs "
+    "random inputs)")
+
+
+def vidur_zero_input(op: str, gated) -> np.ndarray:
+    """Whether Vidur's profile of operator ``op`` measured a GEMM on an all-zero input:
+    ``mlp_down_proj`` of a gated MLP (``gated``: bool or bool array, the file's
+    ``use_gated_mlp``), for the reason in :data:`VIDUR_ZERO_INPUT_REASON`. A non-gated MLP's
+    activation (GELU of about 2e-5) stays a nonzero fp16 subnormal and is not flagged."""
+    return np.asarray(gated, dtype=bool) & (op == "mlp_down_proj")
 
 
 def vidur_gemm_shape(op: str, n_head, n_kv_head, n_embd, n_expanded, gated, tp):
@@ -434,7 +453,9 @@ def vidur_gemm_shape(op: str, n_head, n_kv_head, n_embd, n_expanded, gated, tp):
 def load_vidur_mlp(paths: Iterable[str | Path]) -> dict[str, Table]:
     """GEMM rows (``{"gemm": Table}``) from Vidur ``*_mlp.csv`` profiles: the four projection
     operators (fused QKV, attention output, fused gate+up, down) per ``num_tokens`` and TP
-    degree, with the shapes from the model columns and the median time (ms). Raises
+    degree, with the shapes from the model columns and the median time (ms). The boolean
+    column ``zero_input`` marks the rows measured on an all-zero input
+    (:func:`vidur_zero_input`), which :func:`fit_rows` leaves out. Raises
     :class:`TableError` naming the file and column."""
     chunks, files = [], []
     for path in table_files(paths):
@@ -460,13 +481,18 @@ def load_vidur_mlp(paths: Iterable[str | Path]) -> dict[str, Table]:
             chunks.append({"m": m[ok], "n": np.broadcast_to(n, m.shape)[ok].astype(np.int64),
                            "k": np.broadcast_to(k, m.shape)[ok].astype(np.int64),
                            "dtype": np.full(int(ok.sum()), "bf16", dtype=object),
-                           "kernel": np.full(int(ok.sum()), op), "latency_ms": t[ok], "latency_s": t[ok] * 1e-3})
+                           "kernel": np.full(int(ok.sum()), op), "latency_ms": t[ok], "latency_s": t[ok] * 1e-3,
+                           "zero_input": vidur_zero_input(op, gated)[ok]})
             used += int(ok.sum())
         files.append(path)
     cols = {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
-    return {"gemm": Table("gemm", cols, files, [
-        "Vidur projections (attn_pre_proj = fused QKV, attn_post_proj, mlp_up_proj = fused gate+up, "
-        "mlp_down_proj), median time, 16-bit weights"])}
+    notes = ["Vidur projections (attn_pre_proj = fused QKV, attn_post_proj, mlp_up_proj = fused gate+up, "
+             "mlp_down_proj), median time, 16-bit weights"]
+    zeros = int(cols["zero_input"].sum())
+    if zeros:
+        notes.append(f"{zeros} mlp_down_proj rows (gated MLP) measured on an all-zero input, left out of "
+                     f"the fit: {VIDUR_ZERO_INPUT_REASON}")
+    return {"gemm": Table("gemm", cols, files, notes)}
 
 
 # ----------------------------------------------------------------------------- optimiser
@@ -758,12 +784,16 @@ def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
     activation quantization outweighs the GEMM; no served model's projections are that
     narrow); attention with a bf16 KV cache; 16-bit all-reduce; MoE layers with 16-bit or
     FP8 experts (:data:`MOE_WEIGHTS`) without expert parallelism (``moe_ep_size`` 1; the
-    expert-parallel rows serve ``gpu_profiled`` lookups only)."""
+    expert-parallel rows serve ``gpu_profiled`` lookups only). GEMM rows marked
+    ``zero_input`` (Vidur's down projection, :func:`vidur_zero_input`) are left out: they
+    time an all-zero input, which serving never runs."""
     out = {}
     g = tables.get("gemm")
     if g is not None:
         c = g.cols
         m_ok = (c["m"] >= 1) & (c["m"] <= 16384)
+        if "zero_input" in c:
+            m_ok &= ~c["zero_input"].astype(bool)
         out["gemm"] = g.select((c["dtype"] == "bf16") & m_ok & (c["n"] >= 128) & (c["k"] >= 128))
         out["gemm_fp8"] = g.select((c["dtype"] == "fp8") & m_ok & (c["n"] >= 512) & (c["n"] <= 51200)
                                    & (c["k"] >= 1024) & (c["k"] <= 51200))

@@ -58,6 +58,7 @@ from rich.console import Console
 
 from hermes_core import DTYPE_BYTES, ConfigError, HardwareNode, ModelSpec, WorkloadError, default_registry
 
+from ..calibration import VIDUR_ZERO_INPUT_REASON, vidur_zero_input
 from .report import ape_summary, print_summary, write_rows
 
 FORMATS = ("vidur-mlp",)
@@ -267,7 +268,10 @@ def _unsupported_shape(dims: dict[str, Any], tp: int) -> str | None:
 
 def validate_vidur_mlp(path: Path, device: HardwareNode, dtype: str, check: bool = True) -> list[dict[str, Any]]:
     """Per-(row, operator) dicts: the file's measured median and the device's prediction
-    (ms), or ``predicted = None`` with a ``reason`` for what hermes cannot price."""
+    (ms), or ``predicted = None`` with a ``reason`` for what hermes cannot price. ``input``
+    is ``"all-zero"`` for the rows Vidur measured on an all-zero input (the down projection
+    of a gated MLP: :func:`hermes_plugins.calibration.vidur_zero_input`), else
+    ``"nonzero"``; they are compared like the others and reported as their own group."""
     header, rows = read_csv(path)
     ops = check_vidur_mlp_header(path, header)
     if not rows:
@@ -313,6 +317,7 @@ def validate_vidur_mlp(path: Path, device: HardwareNode, dtype: str, check: bool
                     "hermes_operator": hop or "", "kind": kind, "tp": tp, "num_tokens": d["num_tokens"],
                     "n": n if kind == "gemm" else None, "k": k if kind == "gemm" else None,
                     "bytes": int(d["num_tokens"] * elems * act_b) if kind == "memory" else None,
+                    "input": "all-zero" if vidur_zero_input(op, d["use_gated_mlp"]) else "nonzero",
                     "measured_ms": meas[op], "predicted_ms": None, "ape_pct": None, "reason": "",
                 }
                 if why:
@@ -401,8 +406,10 @@ def ops_command(fmt: str, files: tuple[Path, ...], device_spec: str, dtype: str,
                 no_device_check: bool) -> None:
     """Compare per-operator kernel times of FILE(s) with the device model's predictions.
 
-    Prints median / mean / p90 absolute percentage error per operator and tensor-parallel
-    degree (and per file when there are several), and writes every row to --output."""
+    Prints median / mean / p90 absolute percentage error per operator, tensor-parallel
+    degree and input (Vidur's down projection of a gated MLP multiplies an all-zero input;
+    see the note printed with it), and per file when there are several, and writes every
+    row to --output."""
     device = build_device(device_spec)
     try:
         device.peak_flops(dtype)
@@ -414,10 +421,14 @@ def ops_command(fmt: str, files: tuple[Path, ...], device_spec: str, dtype: str,
         rows = validate_vidur_mlp(path, device, dtype, check=not no_device_check)
         all_rows += rows
         print_summary(console, f"{path.name}: {device.name} model vs measured kernel time (median, ms)",
-                      _summary(rows, ["operator", "tp", "kind"]), _unsupported(rows))
+                      _summary(rows, ["operator", "tp", "kind", "input"]), _unsupported(rows))
         _print_unsupported(console, rows)
     if len(files) > 1:
         print_summary(console, f"all {len(files)} files: {device.name} model vs measured",
-                      _summary(all_rows, ["file", "kind", "operator", "tp"]), _unsupported(all_rows))
+                      _summary(all_rows, ["file", "kind", "operator", "tp", "input"]), _unsupported(all_rows))
+    zeros = sum(r["input"] == "all-zero" for r in all_rows)
+    if zeros:
+        console.print(f"[yellow]note:[/] {zeros} rows (input all-zero) time a GEMM on an all-zero input: "
+                      f"{VIDUR_ZERO_INPUT_REASON}", highlight=False)
     write_rows(output, all_rows)
     console.print(f"wrote {len(all_rows)} rows to {output}")
