@@ -791,11 +791,11 @@ def fit_rows(tables: dict[str, Table]) -> dict[str, Table]:
     g = tables.get("gemm")
     if g is not None:
         c = g.cols
-        m_ok = (c["m"] >= 1) & (c["m"] <= 16384)
+        ok = (c["m"] >= 1) & (c["m"] <= 16384)
         if "zero_input" in c:
-            m_ok &= ~c["zero_input"].astype(bool)
-        out["gemm"] = g.select((c["dtype"] == "bf16") & m_ok & (c["n"] >= 128) & (c["k"] >= 128))
-        out["gemm_fp8"] = g.select((c["dtype"] == "fp8") & m_ok & (c["n"] >= 512) & (c["n"] <= 51200)
+            ok &= ~c["zero_input"]
+        out["gemm"] = g.select((c["dtype"] == "bf16") & ok & (c["n"] >= 128) & (c["k"] >= 128))
+        out["gemm_fp8"] = g.select((c["dtype"] == "fp8") & ok & (c["n"] >= 512) & (c["n"] <= 51200)
                                    & (c["k"] >= 1024) & (c["k"] <= 51200))
     for kind in ("context_attention", "generation_attention"):
         if kind in tables:
