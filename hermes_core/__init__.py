@@ -16,7 +16,10 @@ from .modelspec import ModelSpec, Operator
 from .plugins import Registry, default_registry, load_plugins, model_path
 from .router import Router
 from .scheduler import Batch, BatchingPolicy, BlockManager, EngineLimits, PrefixCache, SchedulerState, Sequence
-from .stage import Stage, StageContext
+from .cluster import Cluster, LinkType, NodeType
+from .network import Network
+from .pipeline import StepRecord
+from .stage import TOKEN_ID_BYTES, Handoff, Stage, StageContext
 from .topology import Topology
 from .workload import Request, Workload, make_rng
 
@@ -24,7 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRIORITY_ARRIVAL", "PRIORITY_COMPLETION", "PRIORITY_DEFAULT",
-    "Batch", "BatchingPolicy", "BlockManager", "CapacityError", "ConfigError", "DTYPE_BYTES",
+    "Batch", "BatchingPolicy", "BlockManager", "Cluster", "Handoff", "LinkType", "Network", "NodeType",
+    "StepRecord", "TOKEN_ID_BYTES", "CapacityError", "ConfigError", "DTYPE_BYTES",
     "EngineLimits", "HardwareNode", "HermesError", "MemoryTier", "MetricsCollector", "ModelSpec",
     "Operator", "PluginLoadError", "PrefixCache", "Registry", "Request", "Result", "Router", "Scenario",
     "SchedulerState", "Sequence", "Simulator", "Stage", "StageContext", "Topology",

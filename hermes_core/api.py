@@ -9,6 +9,9 @@ The CLI (:mod:`hermes_core.cli`) is a thin layer over these functions.
 
 from __future__ import annotations
 
+import bisect
+import csv
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,13 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ScenarioConfig, apply_overrides, load_yaml, parse_scenario
-from .engine import PRIORITY_ARRIVAL, Simulator
+import networkx as nx
+import numpy as np
+
+from .cluster import Cluster, build_cluster, placement_list, spec_matches
+from .config import TYPING_KEYS, ScenarioConfig, WorkloadTyping, apply_overrides, load_yaml, parse_scenario
+from .engine import Simulator
 from .errors import ConfigError, HermesError
 from .metrics import MetricsCollector, request_rows, write_requests_csv
-from .plugins import Registry, default_registry
+from .network import Network
+from .pipeline import STEP_COLUMNS, Coordinator, StepRecord, request_type_summary
+from .plugins import Registry, default_registry, validate_model
 from .router import Router
-from .stage import Stage, StageContext
+from .stage import Handoff, Stage, StageContext
 from .topology import Topology
 from .workload import Request, Workload, make_rng
 
@@ -53,37 +62,68 @@ def load_scenario(source: str | Path | Mapping[str, Any], overrides: Iterable[st
 
 @dataclass
 class Result:
-    """What a run produced: ``summary`` (the content of ``summary.json``) and ``requests``
-    (one :class:`Request` per submitted request, with its timings)."""
+    """What a run produced: ``summary`` (the content of ``summary.json``), ``requests``
+    (one :class:`Request` per submitted request, with its timings), ``steps`` (one
+    :class:`~hermes_core.pipeline.StepRecord` per call of a multi-stage request; empty in a
+    single-client scenario), and, for a traced run, the engine steps per stage and the
+    delivered flows."""
 
     summary: dict[str, Any]
     requests: list[Request] = field(repr=False)
+    steps: list[StepRecord] = field(default_factory=list, repr=False)
+    stage_trace: dict[str, list] | None = field(default=None, repr=False)
+    flow_trace: list | None = field(default=None, repr=False)
 
     def request_rows(self) -> list[dict[str, Any]]:
         """Per-request records as dicts (the rows of ``requests.csv``)."""
         return list(request_rows(self.requests))
 
     def write(self, output_dir: str | Path) -> Path:
-        """Write ``summary.json`` and ``requests.csv`` into ``output_dir`` (created)."""
+        """Write ``summary.json`` and ``requests.csv`` (and ``steps.csv`` for a multi-stage
+        run) into ``output_dir`` (created)."""
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        write_requests_csv(out / "requests.csv", self.requests)
+        write_requests_csv(out / "requests.csv", self.requests, typed="request_types" in self.summary)
+        if "request_types" in self.summary:
+            with open(out / "steps.csv", "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=STEP_COLUMNS)
+                w.writeheader()
+                for rec in self.steps:
+                    w.writerow({k: ("" if v is None else v) for k, v in rec.row().items()})
         return out
+
+    def write_trace(self, path: str | Path) -> Path:
+        """Write a Chrome trace-event JSON file (opens in ui.perfetto.dev and
+        chrome://tracing); see :func:`hermes_core.tracing.chrome_trace`. Needs a run made
+        with ``trace=True``; raises ``ValueError`` otherwise."""
+        from .tracing import chrome_trace
+
+        if self.stage_trace is None:
+            raise ValueError("this run was not traced: run it with trace=True (hermes run --trace FILE)")
+        p = Path(path)
+        p.write_text(json.dumps(chrome_trace(self)))
+        return p
 
 
 class Replica:
     """One data-parallel copy of a client: a pipeline of stages on its own devices. A
     request enters the first stage; each stage hands it to the next when done with it; a
-    dropped request leaves the pipeline at once."""
+    dropped request leaves the pipeline at once. ``location``: its device nodes in the
+    cluster (empty when not placed on one)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.stages: list[Stage] = []
         self.on_done: Callable[[Request], None] = lambda req: None
+        self.location: tuple[str, ...] = ()
 
     def submit(self, req: Request) -> None:
         self.stages[0].submit(req)
+
+    def handoff(self, req: Request) -> Handoff:
+        """What the replica's last stage hands the next step (:meth:`Stage.handoff`)."""
+        return self.stages[-1].handoff(req)
 
     def forward(self, index: int) -> Callable[[Request], None]:
         """The ``on_done`` callback of stage ``index``."""
@@ -99,10 +139,11 @@ class Client:
     """Replicas of one stage pipeline behind a router. Counts outstanding requests per
     replica (submitted, not yet out of the last stage)."""
 
-    def __init__(self, name: str, replicas: list[Replica], router: Router):
+    def __init__(self, name: str, replicas: list[Replica], router: Router, where: str = ""):
         self.name = name
         self.replicas = replicas
         self.router = router
+        self.where = where
         self._outstanding = [0] * len(replicas)
         self._of: dict[int, int] = {}
 
@@ -111,18 +152,43 @@ class Client:
         """Every stage of every replica."""
         return [s for r in self.replicas for s in r.stages]
 
-    def submit(self, req: Request) -> None:
+    def choose(self, req: Request) -> int:
+        """The replica index the router picks for ``req`` (counted outstanding from now)."""
         i = self.router.choose(req, self._outstanding) if len(self.replicas) > 1 else 0
         self._outstanding[i] += 1
-        self._of[req.id] = i
-        self.replicas[i].submit(req)
+        self._of[id(req)] = i
+        return i
+
+    def submit(self, req: Request) -> None:
+        self.replicas[self.choose(req)].submit(req)
 
     def finished(self, req: Request) -> None:
-        self._outstanding[self._of.pop(req.id)] -= 1
+        self._outstanding[self._of.pop(id(req))] -= 1
+
+
+def _device_spec(cc, cluster: Cluster | None, place: list[str], where: str) -> dict[str, Any]:
+    """The client's device spec: its own, or (placed, none given) the first placed device's."""
+    if not place:
+        return cc.device
+    assert cluster is not None
+    devs = [d for p in place for d in cluster.devices(p)]
+    if not devs:
+        for p in place:
+            if p not in cluster.groups and p not in cluster.graph:
+                raise ConfigError(f"{where}.place: no cluster node or group '{p}'; defined: {', '.join(cluster.groups)}")
+        raise ConfigError(f"{where}.place: {place} holds no devices")
+    node_spec = cluster.graph.nodes[devs[0]]["device"]
+    if "device" not in cc.model_fields_set:
+        return dict(node_spec)
+    if not any(spec_matches(cluster.graph.nodes[d]["device"], cc.device) for d in devs):
+        raise ConfigError(f"{where}.device: {cc.device} matches no device of {place} "
+                          f"(they are {node_spec})")
+    return cc.device
 
 
 def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: MetricsCollector,
-                  seed: int, on_done: Callable[[Request], None], base_dir: Path) -> Client:
+                  seed: int, on_done: Callable[[Request], None] | None, base_dir: Path,
+                  cluster: Cluster | None = None, door: Any = None, trace: dict | None = None) -> Client:
     where = f"clients[{idx}]"
     specs = [(f"{where}.stage", cc.stage)] if cc.stage is not None else [
         (f"{where}.stages[{j}]", spec) for j, spec in enumerate(cc.stages or [])
@@ -132,43 +198,179 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
     n_dev = cc.num_devices or needed
     if n_dev < needed:
         raise ConfigError(f"{where}.num_devices: the stages need {needed} devices, got {n_dev}")
-    dev_comp, dev_cfg = registry.validate("devices", cc.device, f"{where}.device")
+    place = placement_list(cc.place)
+    if place and cluster is None:
+        raise ConfigError(f"{where}.place: the scenario has no 'cluster' section to place the client on")
+    spec = _device_spec(cc, cluster, place, where) if n_dev else cc.device
+    dev_comp, dev_cfg = registry.validate("devices", spec, f"{where}.device") if n_dev else (None, None)
     router = registry.build("routers", cc.router, f"{where}.router")
     replicas = []
     for r in range(cc.replicas):
         rname = f"{cc.name}/{r}"
         replica = Replica(rname)
-        replica.on_done = on_done
-        devices = [dev_comp.obj(dev_cfg) for _ in range(n_dev)]
-        names = [f"{rname}/dev{j}" for j in range(n_dev)]
-        bw = devices[0].link_bandwidth
-        lat = devices[0].link_latency
-        if cc.interconnect is not None:
-            if cc.interconnect.bandwidth_GBps is not None:
-                bw = cc.interconnect.bandwidth_GBps * 1e9
-            if cc.interconnect.latency_us is not None:
-                lat = cc.interconnect.latency_us * 1e-6
-        topo = Topology.single_switch(names, bw, lat, switch=f"{rname}/switch")
+        devices = [dev_comp.obj(dev_cfg) for _ in range(n_dev)] if dev_comp is not None else []
+        if place and n_dev:
+            assert cluster is not None
+            names = cluster.allocate(cc.name, place, spec.get("type"), n_dev, f"{where}.place (replica {r})")
+            topo: Topology = cluster
+            replica.location = tuple(names)
+        else:
+            names = [f"{rname}/dev{j}" for j in range(n_dev)]
+            bw = devices[0].link_bandwidth if devices else 1.0
+            lat = devices[0].link_latency if devices else 0.0
+            if cc.interconnect is not None:
+                if cc.interconnect.bandwidth_GBps is not None:
+                    bw = cc.interconnect.bandwidth_GBps * 1e9
+                if cc.interconnect.latency_us is not None:
+                    lat = cc.interconnect.latency_us * 1e-6
+            topo = Topology.single_switch(names, bw, lat, switch=f"{rname}/switch")
         for j, (w, comp, cfg) in enumerate(validated):
             sname = rname if len(validated) == 1 else f"{rname}/{comp.name}{j}"
             ctx = StageContext(
                 sim=sim, name=sname, devices=devices, device_names=names, topology=topo,
                 registry=registry, rng=make_rng(seed, "client", cc.name, str(r), str(j)),
                 on_done=replica.forward(j), metrics=metrics, where=w, base_dir=base_dir,
+                client=cc.name, door=door, trace=trace.setdefault(sname, []) if trace is not None else None,
             )
             replica.stages.append(comp.obj(cfg, ctx))
         replicas.append(replica)
-    return Client(cc.name, replicas, router)
+    client = Client(cc.name, replicas, router, where)
+    for replica in replicas:
+        if on_done is not None:
+            replica.on_done = on_done
+        else:  # a client of a multi-stage scenario: the call's continuation takes it
+            replica.on_done = _continue
+    return client
+
+
+def _continue(req: Request) -> None:
+    req.continuation(req)  # type: ignore[misc]
+
+
+def _build_workload(registry: Registry, spec: dict[str, Any], where: str, rng, base_dir: Path) -> tuple[Workload, WorkloadTyping]:
+    """Split a workload section into the core's typing keys and the component, and build it."""
+    typing_part = {k: spec[k] for k in TYPING_KEYS if k in spec}
+    typing = validate_model(WorkloadTyping, typing_part, where)
+    comp_spec = {k: v for k, v in spec.items() if k not in TYPING_KEYS}
+    comp, cfg = registry.validate("workloads", comp_spec, where)
+    try:
+        return comp.obj(cfg, rng=rng, base_dir=base_dir), typing  # type: ignore[return-value]
+    except HermesError as exc:  # name the YAML path: "azure_trace.path: ..." -> "workload.path: ..."
+        msg = str(exc)
+        prefix = f"{comp.name}."
+        if msg.startswith(prefix):
+            raise type(exc)(f"{where}." + msg[len(prefix):]) from None
+        raise
+
+
+def _typer(typing: WorkloadTyping, types: Mapping[str, Any], rng) -> Callable[[Request], None]:
+    """A function that sets ``request_type`` on each request of one stream."""
+    if typing.request_type is not None:
+        name = typing.request_type
+
+        def fixed(req: Request) -> None:
+            req.request_type = name
+        return fixed
+    if typing.mix is not None:
+        names = [m.request_type for m in typing.mix]
+        w = np.array([m.weight for m in typing.mix], dtype=float)
+        cum = np.cumsum(w / w.sum()).tolist()
+        cum[-1] = 1.0
+
+        def mixed(req: Request) -> None:
+            u = rng.random()
+            req.request_type = names[bisect.bisect_right(cum, u)]
+        return mixed
+    if typing.request_type_rules is not None:
+        rules = typing.request_type_rules
+
+        def by_rule(req: Request) -> None:
+            for rule in rules:
+                if rule.matches(req.prompt_tokens, req.output_tokens):
+                    req.request_type = rule.request_type
+                    return
+            req.request_type = ""  # no rule matched: the coordinator drops it with the reason
+        return by_rule
+    only = next(iter(types)) if len(types) == 1 else None
+
+    def from_workload(req: Request) -> None:
+        if not req.request_type and only is not None:
+            req.request_type = only
+    return from_workload
+
+
+def _check_request_types(cfg: ScenarioConfig, registry: Registry, typings: list[tuple[str, WorkloadTyping]]) -> dict[str, list[str]]:
+    """Validate ``request_types`` against the clients and workloads; return name -> steps."""
+    clients = {c.name: i for i, c in enumerate(cfg.clients)}
+    types = {name: [st.client for st in t.steps] for name, t in (cfg.request_types or {}).items()}
+    for name, steps in types.items():
+        for k, c in enumerate(steps):
+            if c not in clients:
+                raise ConfigError(f"request_types.{name}.steps[{k}].client: unknown client '{c}'; "
+                                  f"defined: {sorted(clients)}")
+    # calls between clients (control stages) must not form a cycle
+    graph = nx.DiGraph()
+    for i, cc in enumerate(cfg.clients):
+        specs = [(f"clients[{i}].stage", cc.stage)] if cc.stage is not None else [
+            (f"clients[{i}].stages[{j}]", sp) for j, sp in enumerate(cc.stages or [])]
+        for w, spec in specs:
+            comp, scfg = registry.validate("stages", spec, w)
+            for field_path, target in comp.obj.targets(scfg).items():
+                if target not in clients:
+                    raise ConfigError(f"{w}.{field_path}: unknown client '{target}'; defined: {sorted(clients)}")
+                graph.add_edge(cc.name, target, where=f"{w}.{field_path}")
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        where = graph.edges[cycle[0]]["where"]
+        loop = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
+        raise ConfigError(f"{where}: calls between clients form a cycle ({loop}); a request would never "
+                          "leave it. Repeated calls belong inside one control stage (e.g. reasoning rounds)")
+    used: set[str] = set()
+    open_typing = False
+    for where, typing in typings:
+        if not typing.typed:
+            if len(types) > 1:
+                open_typing = True  # the workload sets each request's type (a trace column)
+            used.update(types if len(types) == 1 else [])
+        for field_path, name in typing.type_names():
+            if name not in types:
+                raise ConfigError(f"{where}.{field_path}: unknown request type '{name}'; "
+                                  f"defined: {sorted(types)}")
+            used.add(name)
+    unused = sorted(set(types) - used)
+    if unused and not open_typing:
+        raise ConfigError(f"request_types.{unused[0]}: no workload sends this request type; type the workload "
+                          "with request_type, mix or request_type_rules, or remove it")
+    return types
+
+
+def _check_paths(cfg: ScenarioConfig, clients: Mapping[str, Client], types: Mapping[str, list[str]],
+                 cluster: Cluster) -> None:
+    """Every pair of consecutive steps whose clients are both placed must be connected."""
+    for name, steps in types.items():
+        for k in range(1, len(steps)):
+            a, b = clients[steps[k - 1]], clients[steps[k]]
+            for ra in a.replicas:
+                for rb in b.replicas:
+                    if ra.location and rb.location and not nx.has_path(cluster.graph, ra.location[0], rb.location[0]):
+                        raise ConfigError(
+                            f"request_types.{name}.steps[{k}]: no path in the cluster from '{ra.name}' "
+                            f"({ra.location[0]}) to '{rb.name}' ({rb.location[0]}); add a link between their nodes")
 
 
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None = None,
-        registry: Registry | None = None, progress: Callable[[float, int, int], None] | None = None) -> Result:
+        registry: Registry | None = None, progress: Callable[[float, int, int], None] | None = None,
+        trace: bool = False) -> Result:
     """Simulate ``scenario`` and return a :class:`Result`.
 
     ``seed`` overrides the scenario's seed. ``progress(sim_time_s, requests_done,
-    requests_expected)`` is called every few thousand events. Same scenario and seed give
-    identical results (except ``wall_time_s``). Raises :class:`~hermes_core.HermesError`
-    subclasses for bad input.
+    requests_expected)`` is called every few thousand events. ``trace``: record engine
+    steps, stage services and transfers for :meth:`Result.write_trace`. Same scenario and
+    seed give identical results (except ``wall_time_s``). Raises
+    :class:`~hermes_core.HermesError` subclasses for bad input.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -178,48 +380,102 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
     t0 = time.perf_counter()
     sim = Simulator()
     metrics = MetricsCollector()
-
-    wl_spec = dict(cfg.workload)
-    target = wl_spec.pop("client", None)
     names = [c.name for c in cfg.clients]
     if len(set(names)) != len(names):
         raise ConfigError(f"clients: client names must be unique (got {names})")
-    if target is None:
-        if len(cfg.clients) > 1:
-            raise ConfigError(f"workload.client: several clients are defined; name one of {names}")
-        target = names[0]
-    if target not in names:
-        raise ConfigError(f"workload.client: unknown client '{target}'; defined: {names}")
-    wl_comp, wl_cfg = registry.validate("workloads", wl_spec, "workload")
-    try:
-        workload: Workload = wl_comp.obj(wl_cfg, rng=make_rng(seed, "workload"), base_dir=scenario.base_dir)
-    except HermesError as exc:  # name the YAML path: "azure_trace.path: ..." -> "workload.path: ..."
-        msg = str(exc)
-        prefix = f"{wl_comp.name}."
-        if msg.startswith(prefix):
-            raise type(exc)("workload." + msg[len(prefix):]) from None
-        raise
+    cluster = build_cluster(cfg.cluster, registry) if cfg.cluster is not None else None
+    specs = cfg.workload_specs()
+    streams = []
+    for k, (where, spec) in enumerate(specs):
+        rng = make_rng(seed, "workload") if len(specs) == 1 else make_rng(seed, "workload", str(k))
+        streams.append((where, *_build_workload(registry, dict(spec), where, rng, scenario.base_dir)))
+    trace_data: dict[str, list] | None = {} if trace else None
 
     submitted = 0
     warmup_submitted = 0
     clients: dict[str, Client] = {}
+    coordinator: Coordinator | None = None
+    network: Network | None = None
+    per_type: dict[str, int] = {}
 
-    def on_done(req: Request) -> None:
-        metrics.request_done(req)
-        clients[target].finished(req)
-        workload.on_request_done(req)
+    if cfg.request_types is None:
+        where, workload, typing = streams[0]
+        if typing.typed:
+            raise ConfigError(f"{where}: request_type, mix and request_type_rules need a 'request_types' section")
+        target = typing.client
+        if target is None:
+            if len(cfg.clients) > 1:
+                raise ConfigError(f"{where}.client: several clients are defined; name one of {names}, "
+                                  "or describe request_types")
+            target = names[0]
+        if target not in names:
+            raise ConfigError(f"{where}.client: unknown client '{target}'; defined: {names}")
 
-    for i, cc in enumerate(cfg.clients):
-        clients[cc.name] = _build_client(i, cc, sim, registry, metrics, seed, on_done, scenario.base_dir)
+        def on_done(req: Request) -> None:
+            metrics.request_done(req)
+            clients[target].finished(req)
+            workload.on_request_done(req)
 
-    def submit(req: Request) -> None:
-        nonlocal submitted, warmup_submitted
-        submitted += 1
-        warmup_submitted += req.warmup
-        clients[target].submit(req)
+        for i, cc in enumerate(cfg.clients):
+            clients[cc.name] = _build_client(i, cc, sim, registry, metrics, seed, on_done, scenario.base_dir,
+                                             cluster, None, trace_data)
 
-    workload.start(sim, submit)
-    expected = workload.expected_requests() or 0
+        def submit(req: Request) -> None:
+            nonlocal submitted, warmup_submitted
+            submitted += 1
+            warmup_submitted += req.warmup
+            clients[target].submit(req)
+
+        workload.start(sim, submit)
+        expected = workload.expected_requests() or 0
+    else:
+        for where, _, typing in streams:
+            if typing.client is not None:
+                raise ConfigError(f"{where}.client: with request_types, the request type names the clients; "
+                                  "remove 'client'")
+        types = _check_request_types(cfg, registry, [(w, t) for w, _, t in streams])
+        owner: dict[int, tuple[Workload, int]] = {}
+        ids = itertools.count()
+        several = len(streams) > 1
+
+        def on_request_done(req: Request) -> None:
+            metrics.request_done(req)
+            wl, own_id = owner.pop(id(req))
+            if several:  # the stream knows its requests by its own ids
+                global_id, req.id = req.id, own_id
+                wl.on_request_done(req)
+                req.id = global_id
+            else:
+                wl.on_request_done(req)
+
+        if cluster is not None:
+            network = Network(sim, cluster)
+            if trace:
+                network.log = []
+        coordinator = Coordinator(sim, clients, types, network, on_request_done)
+        for i, cc in enumerate(cfg.clients):
+            clients[cc.name] = _build_client(i, cc, sim, registry, metrics, seed, None, scenario.base_dir,
+                                             cluster, coordinator, trace_data)
+        if cluster is not None:
+            _check_paths(cfg, clients, types, cluster)
+        expected = 0
+        for k, (where, workload, typing) in enumerate(streams):
+            set_type = _typer(typing, types, make_rng(seed, "request_types", str(k)))
+
+            def submit(req: Request, wl=workload, set_type=set_type) -> None:
+                nonlocal submitted, warmup_submitted
+                submitted += 1
+                warmup_submitted += req.warmup
+                owner[id(req)] = (wl, req.id)
+                if several:
+                    req.id = next(ids)
+                set_type(req)
+                per_type[req.request_type] = per_type.get(req.request_type, 0) + (not req.warmup)
+                coordinator.submit(req)
+
+            workload.start(sim, submit)
+            expected += workload.expected_requests() or 0
+
     cb = None
     if progress is not None:
         cb = lambda now: progress(now, len(metrics.requests), expected)  # noqa: E731
@@ -241,10 +497,33 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         for dev in rep.get("devices", [])
     ]
     reqs = list(metrics.requests)
-    seen = {r.id for r in reqs}
-    for c in clients.values():
-        for s in c.stages:
-            for r in getattr(s, "unfinished", lambda: [])():
-                if r.id not in seen:
-                    reqs.append(r)
-    return Result(summary, reqs)
+    seen = {id(r) for r in reqs}
+    if coordinator is not None:
+        for r in coordinator.unfinished():
+            if id(r) not in seen:
+                reqs.append(r)
+                seen.add(id(r))
+    else:
+        for c in clients.values():
+            for s in c.stages:
+                for r in getattr(s, "unfinished", lambda: [])():
+                    if id(r) not in seen:
+                        reqs.append(r)
+                        seen.add(id(r))
+    records: list[StepRecord] = []
+    if coordinator is not None:
+        records = coordinator.records
+        summary["request_types"] = request_type_summary(reqs, records, per_type)
+        tr: dict[str, Any] = {"modelled": network is not None, "transfers": coordinator.transfers,
+                              "moves_not_modelled": coordinator.unmodelled_moves}
+        if network is None:
+            tr["note"] = "no cluster section: data moves between clients at no cost"
+        else:
+            tr["flows"] = network.flows_started
+            tr["bytes"] = network.bytes_started
+            tr["links"] = network.link_report(sim_end)
+            if coordinator.unmodelled_moves:
+                tr["note"] = ("moves between a placed and an unplaced client cost nothing "
+                              "(place every client on the cluster to price them)")
+        summary["transfers"] = tr
+    return Result(summary, reqs, records, trace_data, network.log if network is not None else None)

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .cluster import ClusterConfig
 from .errors import ConfigError
 from .plugins import validate_model
 
@@ -62,6 +63,7 @@ class ClientConfig(BaseModel):
     stage: dict[str, Any] | None = None
     stages: list[dict[str, Any]] | None = None
     router: dict[str, Any] = Field(default_factory=lambda: {"type": "round_robin"})
+    place: str | list[str] | None = None
 
     @model_validator(mode="after")
     def _one_pipeline(self) -> ClientConfig:
@@ -69,25 +71,144 @@ class ClientConfig(BaseModel):
             raise ValueError("give exactly one of 'stage' (one stage) or 'stages' (a pipeline, in order)")
         if self.stages is not None and not self.stages:
             raise ValueError("'stages' must list at least one stage")
+        if self.place is not None and self.interconnect is not None:
+            raise ValueError("'interconnect' sets the links of a client without placement; a placed client's "
+                             "links come from the cluster")
         return self
+
+
+class StepConfig(BaseModel):
+    """One step of a request type: the ``client`` that serves it (a client running a
+    control stage, such as ``route`` or ``reasoning``, reaches further clients itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+    client: str = Field(..., min_length=1)
+
+
+class RequestTypeConfig(BaseModel):
+    """A request type: its pipeline of ``steps``, in order. In YAML a plain list of client
+    names is the short form (``qa: [llama70b]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: list[StepConfig] = Field(..., min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        if isinstance(v, (list, str)):
+            v = {"steps": [v] if isinstance(v, str) else v}
+        if isinstance(v, dict) and isinstance(v.get("steps"), list):
+            v = {**v, "steps": [{"client": s} if isinstance(s, str) else s for s in v["steps"]]}
+        return v
+
+
+class MixEntry(BaseModel):
+    """One entry of a workload's ``mix``: a ``request_type`` and its ``weight`` (> 0; the
+    weights are normalised)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_type: str
+    weight: float = Field(..., gt=0)
+
+
+class TypeRule(BaseModel):
+    """One entry of a workload's ``request_type_rules``, tried in order (the first that
+    matches types the request): the bounds given must all hold (``*_at_least`` inclusive,
+    ``*_below`` exclusive); a rule with no bound matches every request."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_type: str
+    prompt_tokens_at_least: int | None = None
+    prompt_tokens_below: int | None = None
+    output_tokens_at_least: int | None = None
+    output_tokens_below: int | None = None
+
+    def matches(self, prompt: int, output: int) -> bool:
+        """Whether a request with ``prompt`` and ``output`` tokens falls in this rule."""
+        return ((self.prompt_tokens_at_least is None or prompt >= self.prompt_tokens_at_least)
+                and (self.prompt_tokens_below is None or prompt < self.prompt_tokens_below)
+                and (self.output_tokens_at_least is None or output >= self.output_tokens_at_least)
+                and (self.output_tokens_below is None or output < self.output_tokens_below))
+
+
+class WorkloadTyping(BaseModel):
+    """The keys of a workload section that type its requests (the core reads them; the rest
+    goes to the workload component): ``request_type`` (every request), ``mix`` (drawn per
+    request from the weights, a seeded stream), ``request_type_rules`` (by the request's
+    token counts), or none of them: the type the workload itself sets (a trace column, see
+    the trace workloads' ``request_type_field``), else the only request type defined.
+    ``client`` is the single-client form's target client."""
+
+    model_config = ConfigDict(extra="forbid")
+    client: str | None = None
+    request_type: str | None = None
+    mix: list[MixEntry] | None = Field(None, min_length=1)
+    request_type_rules: list[TypeRule] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> WorkloadTyping:
+        given = [k for k in ("request_type", "mix", "request_type_rules") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of request_type, mix or request_type_rules, not {given}")
+        return self
+
+    @property
+    def typed(self) -> bool:
+        return self.request_type is not None or self.mix is not None or self.request_type_rules is not None
+
+    def type_names(self) -> list[tuple[str, str]]:
+        """``(field path, type name)`` of every request type named here."""
+        if self.request_type is not None:
+            return [("request_type", self.request_type)]
+        if self.mix is not None:
+            return [(f"mix[{i}].request_type", m.request_type) for i, m in enumerate(self.mix)]
+        if self.request_type_rules is not None:
+            return [(f"request_type_rules[{i}].request_type", r.request_type)
+                    for i, r in enumerate(self.request_type_rules)]
+        return []
+
+
+#: Keys of a workload section that the core reads (see :class:`WorkloadTyping`).
+TYPING_KEYS = ("client", "request_type", "mix", "request_type_rules")
 
 
 class ScenarioConfig(BaseModel):
     """The top level of a scenario file.
 
     Fields: ``name``; ``seed`` (every random stream derives from it); ``workload``
-    (component spec; an optional ``client`` key names its target client); ``clients``;
-    ``slo`` (goodput thresholds); ``max_time_s`` (stop the simulation at this simulated
-    time; requests still in flight are reported as unfinished).
+    (component spec; an optional ``client`` key names its target client, or the
+    :class:`WorkloadTyping` keys type its requests) or ``workloads`` (several streams, each
+    typed); ``clients``; ``request_types`` (name: pipeline of steps; with them, requests
+    travel between clients, see :mod:`hermes_core.pipeline`); ``cluster`` (the graph of
+    devices and links, :mod:`hermes_core.cluster`); ``slo`` (goodput thresholds);
+    ``max_time_s`` (stop the simulation at this simulated time; requests still in flight
+    are reported as unfinished).
     """
 
     model_config = ConfigDict(extra="forbid")
     name: str = "scenario"
     seed: int = 0
-    workload: dict[str, Any]
+    workload: dict[str, Any] | None = None
+    workloads: list[dict[str, Any]] | None = Field(None, min_length=1)
     clients: list[ClientConfig] = Field(..., min_length=1)
+    request_types: dict[str, RequestTypeConfig] | None = Field(None, min_length=1)
+    cluster: ClusterConfig | None = None
     slo: SLOConfig | None = None
     max_time_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _workloads(self) -> ScenarioConfig:
+        if (self.workload is None) == (self.workloads is None):
+            raise ValueError("give exactly one of 'workload' (one stream) or 'workloads' (several streams)")
+        if self.workloads is not None and self.request_types is None:
+            raise ValueError("'workloads' (several streams) needs 'request_types' naming what each stream sends")
+        return self
+
+    def workload_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(YAML path, spec)`` of every workload stream."""
+        if self.workload is not None:
+            return [("workload", self.workload)]
+        return [(f"workloads[{i}]", w) for i, w in enumerate(self.workloads or [])]
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -103,3 +103,25 @@ def hermes_register_models(register):
 
     .. versionadded:: 0.1
     """
+
+
+@hookspec
+def hermes_register_cluster_nodes(register):
+    """Register cluster node types (an 8-GPU server with its host, a CPU host, a switch).
+
+    Called once at plugin load. ``register(name, cls)`` where ``cls`` subclasses
+    :class:`hermes_core.NodeType` and has a pydantic ``Config``. Returns nothing.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def hermes_register_links(register):
+    """Register link types (NVLink, PCIe, CXL, InfiniBand, RoCE) with datasheet figures.
+
+    Called once at plugin load. ``register(name, cls)`` where ``cls`` subclasses
+    :class:`hermes_core.LinkType` and has a pydantic ``Config``. Returns nothing.
+
+    .. versionadded:: 0.2
+    """

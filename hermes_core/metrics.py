@@ -180,10 +180,22 @@ def request_rows(requests: Iterable[Request]) -> Iterable[dict[str, Any]]:
         }
 
 
-def write_requests_csv(path: Path, requests: Iterable[Request]) -> None:
-    """Write ``requests.csv`` (columns :data:`REQUEST_COLUMNS`; empty cell = not applicable)."""
+#: Columns ``requests.csv`` adds after :data:`REQUEST_COLUMNS` in a multi-stage run: the
+#: request's type, and for a request still on its way when the run stopped, the step it was
+#: at (``"k:client"``) and the replica.
+TYPED_COLUMNS = ("request_type", "stopped_at", "stopped_on")
+
+
+def write_requests_csv(path: Path, requests: Iterable[Request], typed: bool = False) -> None:
+    """Write ``requests.csv`` (columns :data:`REQUEST_COLUMNS`, plus :data:`TYPED_COLUMNS`
+    when ``typed``; empty cell = not applicable)."""
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=REQUEST_COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=REQUEST_COLUMNS + (TYPED_COLUMNS if typed else ()))
         w.writeheader()
-        for row in request_rows(requests):
+        for r in sorted(requests, key=lambda r: r.id):
+            (row,) = request_rows([r])
+            if typed:
+                ann = r.annotations or {}
+                row.update(request_type=r.request_type, stopped_at=ann.get("stopped_at", ""),
+                           stopped_on=ann.get("stopped_on", ""))
             w.writerow({k: ("" if v is None else v) for k, v in row.items()})

@@ -35,10 +35,13 @@ KINDS: tuple[str, ...] = (
     "workloads",
     "routers",
     "models",
+    "cluster_nodes",
+    "links",
 )
 
 
 def _base_classes() -> dict[str, type | None]:
+    from .cluster import LinkType, NodeType
     from .hardware import HardwareNode
     from .memory import MemoryTier
     from .router import Router
@@ -54,6 +57,8 @@ def _base_classes() -> dict[str, type | None]:
         "workloads": Workload,
         "routers": Router,
         "models": None,
+        "cluster_nodes": NodeType,
+        "links": LinkType,
     }
 
 
@@ -111,7 +116,7 @@ class Register:
 _SINGULAR = {
     "stages": "stage", "devices": "device", "memory_tiers": "memory tier",
     "batching_policies": "batching policy", "workloads": "workload", "routers": "router",
-    "models": "model",
+    "models": "model", "cluster_nodes": "cluster node type", "links": "link type",
 }
 
 

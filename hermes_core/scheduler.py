@@ -257,9 +257,17 @@ class SchedulerState:
 
     def enqueue(self, seq: Sequence) -> None:
         """Append a new sequence to ``waiting``, skipping the prompt tokens the prefix cache
-        already holds (``num_computed`` starts there)."""
+        already holds or whose KV arrived with the request (:attr:`Request.cached_tokens`):
+        ``num_computed`` starts at the larger, at most ``prompt_tokens - 1``."""
         if self.prefix_cache is not None:
             seq.num_computed = self.prefix_cache.lookup(seq.req)
+        cached = seq.req.cached_tokens
+        if cached:
+            # KV that arrived with the request (disaggregated prefill, a KV store, a forked
+            # sample); the last prompt token is always computed, as vLLM does
+            cached = min(cached, seq.num_tokens - 1)
+            if cached > seq.num_computed:
+                seq.num_computed = cached
         self.waiting.append(seq)
 
     def drop(self, seq: Sequence, reason: str) -> None:

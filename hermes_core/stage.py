@@ -22,6 +22,21 @@ if TYPE_CHECKING:
     from .topology import Topology
 
 
+#: Bytes per token id moved between clients (int32, as vLLM and SGLang hold token ids).
+TOKEN_ID_BYTES = 4
+
+
+@dataclass(slots=True)
+class Handoff:
+    """What one step hands the next: ``context_tokens`` (the next step's prompt length),
+    ``kv_tokens`` (prompt tokens whose KV cache moves along, so the next LLM step computes
+    only the rest; 0 for none) and ``nbytes`` (bytes moved to the next step's client)."""
+
+    context_tokens: int
+    kv_tokens: int
+    nbytes: float
+
+
 @dataclass
 class StageContext:
     """What a stage gets from the client that hosts it.
@@ -54,6 +69,42 @@ class StageContext:
     where: str = "stage"
     base_dir: Path = field(default_factory=Path.cwd)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Name of the client that hosts the stage (``name`` is the replica's).
+    client: str = ""
+    #: The door to other clients (the core's coordinator) in a scenario with
+    #: ``request_types``; ``None`` otherwise. Use :meth:`call` and :meth:`new_call`.
+    door: Any = None
+    #: When the run is traced (``hermes run --trace``): a list the stage may append
+    #: ``(start_s, duration_s, name, args_dict)`` slices to (one per engine step); else None.
+    trace: list | None = None
+
+    def new_call(self, parent: Request, *, prompt_tokens: int, output_tokens: int,
+                 cached_tokens: int = 0) -> Request:
+        """A new request for another client on behalf of ``parent`` (the request this stage
+        serves): same id, type, warm-up flag and prompt block hashes, ``prompt_tokens``
+        tokens in, ``output_tokens`` (>= 1) to generate, ``cached_tokens`` of its prompt's KV
+        already where it goes."""
+        return Request(parent.id, self.sim.now, int(prompt_tokens), int(output_tokens), parent.hash_ids,
+                       parent.hash_block_tokens, parent.warmup, request_type=parent.request_type,
+                       cached_tokens=int(cached_tokens), journey=parent.journey)
+
+    def call(self, client: str, request: Request, on_done: Callable[[Request], None], *,
+             nbytes: float | None = None, replica: int | None = None) -> int:
+        """Send ``request`` (from :meth:`new_call`) to the client named ``client``; call
+        ``on_done(request)`` when that client is done with it (completed, or dropped with
+        ``request.dropped_reason`` set). The data moves over the cluster from where the
+        request's data is (the replica that served its last call) to the chosen replica:
+        ``nbytes`` bytes (default: what the last call handed on). ``replica`` pins a replica
+        index (else the client's router picks). Returns the replica index.
+
+        Raises :class:`~hermes_core.ConfigError` when the scenario has no ``request_types``
+        (no door) and ``KeyError`` for an unknown client (names are checked when the
+        scenario is built, through :meth:`Stage.targets`)."""
+        if self.door is None:
+            from .errors import ConfigError
+            raise ConfigError(f"{self.where}: this stage calls other clients, which needs a scenario "
+                              "with request_types (see docs/architecture.md)")
+        return self.door.call_from(self, client, request, on_done, nbytes=nbytes, replica=replica)
 
 
 class Stage(ABC):
@@ -76,6 +127,22 @@ class Stage(ABC):
         """Devices one replica needs for this stage (default 1). The replica gets the most
         any of its stages needs; stages of one replica share its devices."""
         return 1
+
+    @classmethod
+    def targets(cls, config: BaseModel) -> dict[str, str]:
+        """Clients this stage calls through :meth:`StageContext.call`, as ``{field path
+        relative to the stage's config: client name}`` (default: none). The core checks
+        that they exist, that calls between clients form no cycle, and that the cluster
+        connects them."""
+        return {}
+
+    def handoff(self, request: Request) -> Handoff:
+        """What the next step of ``request``'s pipeline gets from this stage once it is
+        done with it. Default: the context grows by the tokens generated here
+        (``prompt_tokens + generated_tokens``), no KV is handed on, and the token ids move
+        (:data:`TOKEN_ID_BYTES` each)."""
+        ctx = request.prompt_tokens + request.generated_tokens
+        return Handoff(ctx, 0, TOKEN_ID_BYTES * ctx)
 
     def unfinished(self) -> list[Request]:
         """Requests inside this stage when the run stopped (reported as unfinished)."""

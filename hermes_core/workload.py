@@ -51,6 +51,22 @@ class Request:
     #: Free-form per-stage notes (e.g. ``{"rag_retrieval_s": 0.0025, "prompt_tokens_before_rag": 512}``);
     #: ``None`` until a stage writes one, so plain runs pay nothing for it.
     annotations: dict | None = None
+    # -- multi-stage requests (scenarios with request_types) -------------------------------
+    #: Name of the request's type (its pipeline of steps); "" in single-client scenarios.
+    request_type: str = ""
+    #: Prompt tokens whose KV cache arrives with the request (computed on another client and
+    #: transferred, or fetched from a KV store): an LLM stage computes only the rest (it
+    #: always computes the last prompt token, whose logits it samples from).
+    cached_tokens: int = 0
+    #: When a stage first worked on the request (s; -1 before): the end of its queueing.
+    start_time: float = -1.0
+    #: Called by an LLM stage with the request when its first token is sampled (best-of-N
+    #: forks its samples there); ``None`` costs nothing.
+    on_first_token: Callable[[Request], None] | None = None
+    #: Set by the core for a call between clients: what runs when the call leaves its client.
+    continuation: Callable[[Request], None] | None = None
+    #: The core's record of a multi-stage request's progress (:class:`hermes_core.pipeline.Journey`).
+    journey: object = None
 
     @property
     def completed(self) -> bool:

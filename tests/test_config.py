@@ -39,7 +39,7 @@ def test_yaml_file_errors_name_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("patch, message", [
     ({"seed": "abc"}, "seed: Input should be a valid integer, unable to parse string as an integer (got 'abc')"),
-    ({"bogus": 1}, "bogus: unknown field; allowed: clients, max_time_s, name, seed, slo, workload"),
+    ({"bogus": 1}, "bogus: unknown field; allowed: clients, cluster, max_time_s, name, request_types, seed, slo, workload, workloads"),
     ({"clients": []}, "clients: List should have at least 1 item after validation, not 0"),
 ])
 def test_core_field_errors_name_the_path(patch, message, tiny_model):

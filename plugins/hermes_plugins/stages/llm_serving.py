@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hermes_core import (
-    BlockManager, CapacityError, ConfigError, EngineLimits, ModelSpec, PrefixCache, Request, SchedulerState,
+    BlockManager, Handoff, CapacityError, ConfigError, EngineLimits, ModelSpec, PrefixCache, Request, SchedulerState,
     Sequence, Stage, StageContext, dtype_bytes,
 )
 from hermes_core.engine import PRIORITY_COMPLETION, PRIORITY_DEFAULT
@@ -141,7 +141,14 @@ class LLMServingConfig(BaseModel):
     prompt blocks named by :attr:`Request.hash_ids` are looked up when a request arrives and
     remembered once its prefill is done, in an LRU cache as large as the KV cache
     (:class:`~hermes_core.PrefixCache`); ``batching`` (policy spec, default
-    ``{type: chunked_prefill}``).
+    ``{type: chunked_prefill}``);
+    ``role`` (default ``both``): in prefill-decode disaggregation, ``prefill`` computes the
+    prompt, samples one token (vLLM's disaggregated prefill runs the prefill instance with
+    ``max_tokens=1``) and hands the prompt's KV cache on (bytes: the whole model's KV bytes
+    per token x prompt tokens, :meth:`LLMServing.handoff`); ``decode`` serves requests that
+    arrive with their prompt's KV (:attr:`Request.cached_tokens`), computing only the last
+    prompt token and the output; ``both`` serves whole requests. Any role computes only the
+    prompt tokens whose KV did not arrive with the request.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -169,6 +176,7 @@ class LLMServingConfig(BaseModel):
     moe_kernel: Literal[MOE_KERNELS] | None = None  # type: ignore[valid-type]
     prefix_caching: bool = False
     batching: dict[str, Any] = Field(default_factory=lambda: {"type": "chunked_prefill"})
+    role: Literal["both", "prefill", "decode"] = "both"
 
 
 def activation_reserve_bytes(model: ModelSpec, tp: int, max_tokens: int, max_seqs: int, act_bytes: float) -> float:
@@ -288,6 +296,12 @@ class LLMServing(Stage):
         self._graph_max = config.cuda_graph_max_tokens or 0
         self._eager_moe = config.eager_moe_layer_us * 1e-6 * self.cost.moe_layers_per_forward
         self._fe_free = 0.0  # when the front-end has streamed everything handed to it so far
+        self._prefill_only = config.role == "prefill"
+        #: KV bytes per token of the whole model (all layers and KV heads), what a prefill
+        #: instance hands its decode instance
+        self.kv_bytes_per_token_total = self.model.kv_bytes_per_token(dtype_bytes(prec.kv_cache), 1, 1)
+        self._trace = ctx.trace
+        self._step_start = 0.0
         self._busy = False
         self._in_step = False  # a step runs on the device
         # schedule_ahead: arrivals during the running step, which the next step (already
@@ -307,6 +321,8 @@ class LLMServing(Stage):
         return self._outstanding
 
     def submit(self, req: Request) -> None:
+        if self._prefill_only:
+            req.output_tokens = 1
         if req.generated_tokens:
             # A request carries one output length; a second generating stage would re-prefill
             # the prompt and emit tokens on top of the first stage's, silently wrong.
@@ -389,6 +405,10 @@ class LLMServing(Stage):
         host = self._overhead + self._seq_overhead * len(b.seqs)
         dt = max(dt, host) if self._overlap else dt + host
         self.steps += 1
+        now = self._step_start = self.ctx.sim.now
+        if self._trace is not None:
+            self._trace.append((now, dt, "prefill" if b.pf_q else "decode",
+                                {"seqs": len(b.seqs), "tokens": b.tokens, "decodes": b.dec_n}))
         self.busy_time += dt
         self.flops += fl
         self.bytes += by
@@ -411,13 +431,20 @@ class LLMServing(Stage):
         for seq, q in zip(batch.seqs, batch.num_new):
             seq.num_computed += q
             if seq.num_computed != seq.num_tokens:
-                continue  # partial prefill chunk
+                req = seq.req  # partial prefill chunk
+                if req.start_time < 0:
+                    req.start_time = self._step_start
+                continue
             req = seq.req
             req.generated_tokens += 1
             if req.generated_tokens == 1:
                 req.first_token_time = now
+                if req.start_time < 0:
+                    req.start_time = self._step_start
                 if prefix is not None:
                     prefix.insert(req)
+                if req.on_first_token is not None:
+                    req.on_first_token(req)
             else:
                 last = seq.last_token_time
                 if not req.warmup:  # the summary's ITL covers measured requests only
@@ -456,6 +483,15 @@ class LLMServing(Stage):
             self._outstanding -= 1
             self.ctx.on_done(seq.req)
 
+    def handoff(self, req: Request) -> Handoff:
+        """What the next step gets: with ``role: prefill``, the prompt's KV cache (``kv_tokens
+        = prompt_tokens``, ``kv_bytes_per_token_total x prompt_tokens`` bytes) and the same
+        prompt; otherwise the context grown by the generated tokens, as token ids
+        (:meth:`Stage.handoff`)."""
+        if self._prefill_only:
+            return Handoff(req.prompt_tokens, req.prompt_tokens, self.kv_bytes_per_token_total * req.prompt_tokens)
+        return super().handoff(req)
+
     # -- reporting ---------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         now = self.ctx.sim.now
@@ -472,6 +508,7 @@ class LLMServing(Stage):
             "tp": self.config.parallelism.tp,
             "ep": self.config.parallelism.ep,
             "pp": self.config.parallelism.pp,
+            "role": self.config.role,
             "weights_GiB_per_device": self.weight_bytes / GiB,
             "kv_cache_GiB_per_device": self.kv_cache_bytes / GiB,
             "kv_blocks": kv.total,

@@ -1,0 +1,1 @@
+"""First-party cluster node types and link types (placeholder)."""
