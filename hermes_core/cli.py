@@ -94,6 +94,34 @@ def print_summary(console: Console, s: dict) -> None:
     )
     if "goodput" in s:
         console.print(f"goodput: {s['goodput']['requests_per_s']:.2f} req/s within {s['goodput']['slo']}")
+    types = s.get("request_types")
+    if types:
+        rt = Table(title="request types (ms)")
+        for c in ("type", "requests", "done", "TTFT p50", "TTFT p99", "E2E p50", "E2E p99"):
+            rt.add_column(c, justify="left" if c == "type" else "right")
+        st = Table(title="steps (ms, mean over completed calls)")
+        for c in ("type", "step", "calls", "transfer", "queue", "service", "service p99"):
+            st.add_column(c, justify="left" if c in ("type", "step") else "right")
+        for name, t in types.items():
+            q = t["requests"]
+            rt.add_row(name, f"{q['total']:,}", f"{q['completed']:,}", _fmt(t["ttft_ms"]["p50"]),
+                       _fmt(t["ttft_ms"]["p99"]), _fmt(t["e2e_ms"]["p50"]), _fmt(t["e2e_ms"]["p99"]))
+            for step in t["steps"]:
+                st.add_row(name, step["step"], f"{step['calls']:,}", _fmt(step["transfer_ms"]["mean"]),
+                           _fmt(step["queue_ms"]["mean"]), _fmt(step["service_ms"]["mean"]),
+                           _fmt(step["service_ms"]["p99"]))
+        console.print(rt)
+        console.print(st)
+    tr = s.get("transfers")
+    if tr:
+        if tr.get("modelled"):
+            busiest = tr["links"][0] if tr["links"] else None
+            line = f"transfers: {tr['transfers']:,} over the cluster, {tr['bytes'] / 1e9:,.2f} GB in {tr['flows']:,} flows"
+            if busiest:
+                line += f"; busiest link {busiest['link']} {busiest['utilisation'] * 100:.1f} % utilised"
+            console.print(line)
+        if tr.get("note"):
+            console.print(f"transfers: {tr['note']}")
     groups: dict[tuple, list[str]] = {}
     for d in s.get("utilisation", []):
         key = (d["device"].rsplit("/", 1)[0], d["type"], d["busy_fraction"], d["mfu"], d["mbu"])
@@ -112,14 +140,16 @@ def print_summary(console: Console, s: dict) -> None:
               show_default=True, help="Where summary.json and requests.csv are written.")
 @click.option("--seed", type=int, default=None, help="Override the scenario seed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-def run_cmd(scenario, overrides, output_dir, seed, quiet) -> None:
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None,
+              help="Also write a Chrome trace-event JSON file (open it in ui.perfetto.dev).")
+def run_cmd(scenario, overrides, output_dir, seed, quiet, trace_file) -> None:
     """Simulate SCENARIO (a YAML file; the embedded default when omitted)."""
     path = Path(scenario) if scenario else default_scenario_path()
     # the embedded default lives in the package: resolve --set paths against the cwd
     sc = api.load_scenario(path, overrides, base_dir=None if scenario else Path.cwd())
     console = Console(stderr=True)
     if quiet:
-        result = api.run(sc, seed=seed)
+        result = api.run(sc, seed=seed, trace=trace_file is not None)
     else:
         # The bar starts with the first progress report, after the scenario is built, so
         # that a configuration error prints alone.
@@ -137,14 +167,17 @@ def run_cmd(scenario, overrides, output_dir, seed, quiet) -> None:
                        label=f"{done:,}{of} requests done, t={now:,.1f} s simulated")
 
         try:
-            result = api.run(sc, seed=seed, progress=progress)
+            result = api.run(sc, seed=seed, progress=progress, trace=trace_file is not None)
         finally:
             if task is not None:
                 bar.stop()
     out = result.write(output_dir)
+    written = [out / "summary.json", out / "requests.csv"] + ([out / "steps.csv"] if "request_types" in result.summary else [])
+    if trace_file is not None:
+        written.append(result.write_trace(trace_file))
     if not quiet:
         print_summary(Console(), result.summary)
-        Console().print(f"wrote {out / 'summary.json'} and {out / 'requests.csv'}")
+        Console().print("wrote " + ", ".join(str(p) for p in written[:-1]) + f" and {written[-1]}")
 
 
 @main.command("plugins")

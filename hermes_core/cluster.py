@@ -166,7 +166,8 @@ class LinkType(ABC):
 class NodeEntry(BaseModel):
     """One ``cluster.nodes`` entry: ``name``, and ``type`` (a ``cluster_nodes`` component,
     its other fields going to that component) or ``kind`` for one bare node (``switch``,
-    ``host``, ``nic``, ``memory`` with ``capacity_GiB``)."""
+    ``host``, ``nic``, ``memory`` with ``capacity_GiB``, ``device`` with ``device``, a
+    device spec such as ``{type: gpu, preset: h100_sxm}``)."""
 
     model_config = ConfigDict(extra="allow")
     name: str = Field(..., min_length=1)
@@ -200,8 +201,16 @@ class ClusterConfig(BaseModel):
 class _BareNode(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    kind: str = Field(..., pattern="^(switch|host|nic|memory)$")
+    kind: str = Field(..., pattern="^(switch|host|nic|memory|device)$")
     capacity_GiB: float | None = Field(None, gt=0)
+    device: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _device(self) -> _BareNode:
+        if (self.kind == "device") != (self.device is not None):
+            raise ValueError("a node of kind 'device' needs 'device' (a device spec such as "
+                             "{type: gpu, preset: h100_sxm}); other kinds take none")
+        return self
 
 
 class _BareLink(BaseModel):
@@ -230,7 +239,10 @@ def build_cluster(config: ClusterConfig, registry: Registry, where: str = "clust
             cluster.ports[entry.name] = list(ports)
         else:
             bare = validate_model(_BareNode, data, w)
-            attrs = {"capacity_bytes": bare.capacity_GiB * 2**30} if bare.capacity_GiB else {}
+            attrs: dict[str, Any] = {"capacity_bytes": bare.capacity_GiB * 2**30} if bare.capacity_GiB else {}
+            if bare.device is not None:
+                registry.validate("devices", bare.device, f"{w}.device")
+                attrs["device"] = dict(bare.device)
             cluster.add(entry.name, bare.kind, entry.name, **attrs)
             cluster.ports[entry.name] = [entry.name]
     for i, entry in enumerate(config.links):
