@@ -110,13 +110,16 @@ class Replica:
     """One data-parallel copy of a client: a pipeline of stages on its own devices. A
     request enters the first stage; each stage hands it to the next when done with it; a
     dropped request leaves the pipeline at once. ``location``: its device nodes in the
-    cluster (empty when not placed on one)."""
+    cluster (empty when not placed on one); ``control``: it has no devices."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.stages: list[Stage] = []
         self.on_done: Callable[[Request], None] = lambda req: None
         self.location: tuple[str, ...] = ()
+        #: a replica with no devices (a control stage such as route or reasoning): data
+        #: is never moved to it, it stays where the request's last call left it
+        self.control = False
 
     def submit(self, req: Request) -> None:
         self.stages[0].submit(req)
@@ -158,6 +161,16 @@ class Client:
         self._outstanding[i] += 1
         self._of[id(req)] = i
         return i
+
+    def assign(self, req: Request, index: int) -> int:
+        """Count ``req`` outstanding on replica ``index`` (a call pinned to a replica, which
+        bypasses the router); returns ``index``. Raises ``IndexError`` for an index the
+        client does not have."""
+        if not 0 <= index < len(self.replicas):
+            raise IndexError(f"client '{self.name}' has replicas 0..{len(self.replicas) - 1}, not {index}")
+        self._outstanding[index] += 1
+        self._of[id(req)] = index
+        return index
 
     def submit(self, req: Request) -> None:
         self.replicas[self.choose(req)].submit(req)
@@ -208,6 +221,7 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
     for r in range(cc.replicas):
         rname = f"{cc.name}/{r}"
         replica = Replica(rname)
+        replica.control = n_dev == 0
         devices = [dev_comp.obj(dev_cfg) for _ in range(n_dev)] if dev_comp is not None else []
         if place and n_dev:
             assert cluster is not None
@@ -253,6 +267,11 @@ def _build_workload(registry: Registry, spec: dict[str, Any], where: str, rng, b
     typing = validate_model(WorkloadTyping, typing_part, where)
     comp_spec = {k: v for k, v in spec.items() if k not in TYPING_KEYS}
     comp, cfg = registry.validate("workloads", comp_spec, where)
+    field = getattr(cfg, "request_type_field", None)
+    if typing.typed and field is not None:
+        given = next(k for k in ("request_type", "mix", "request_type_rules") if k in typing_part)
+        raise ConfigError(f"{where}.{given}: the workload types its requests from its trace "
+                          f"(request_type_field: {field}); give one or the other")
     try:
         return comp.obj(cfg, rng=rng, base_dir=base_dir), typing  # type: ignore[return-value]
     except HermesError as exc:  # name the YAML path: "azure_trace.path: ..." -> "workload.path: ..."
@@ -299,7 +318,8 @@ def _typer(typing: WorkloadTyping, types: Mapping[str, Any], rng) -> Callable[[R
     return from_workload
 
 
-def _check_request_types(cfg: ScenarioConfig, registry: Registry, typings: list[tuple[str, WorkloadTyping]]) -> dict[str, list[str]]:
+def _check_request_types(cfg: ScenarioConfig, registry: Registry,
+                         typings: list[tuple[str, WorkloadTyping, set[str] | None]]) -> dict[str, list[str]]:
     """Validate ``request_types`` against the clients and workloads; return name -> steps."""
     clients = {c.name: i for i, c in enumerate(cfg.clients)}
     types = {name: [st.client for st in t.steps] for name, t in (cfg.request_types or {}).items()}
@@ -329,11 +349,17 @@ def _check_request_types(cfg: ScenarioConfig, registry: Registry, typings: list[
         raise ConfigError(f"{where}: calls between clients form a cycle ({loop}); a request would never "
                           "leave it. Repeated calls belong inside one control stage (e.g. reasoning rounds)")
     used: set[str] = set()
-    open_typing = False
-    for where, typing in typings:
+    for where, typing, sent in typings:
         if not typing.typed:
-            if len(types) > 1:
-                open_typing = True  # the workload sets each request's type (a trace column)
+            if sent is not None:  # the workload sets each request's type (a trace column)
+                unknown = sorted(sent - set(types))
+                if unknown:
+                    raise ConfigError(f"{where}.request_type_field: the trace names request types {unknown} "
+                                      f"that request_types does not define; defined: {sorted(types)}")
+                used.update(sent)
+            elif len(types) > 1:
+                raise ConfigError(f"{where}: several request types are defined ({sorted(types)}); say which this "
+                                  "workload sends with request_type, mix or request_type_rules")
             used.update(types if len(types) == 1 else [])
         for field_path, name in typing.type_names():
             if name not in types:
@@ -341,7 +367,7 @@ def _check_request_types(cfg: ScenarioConfig, registry: Registry, typings: list[
                                   f"defined: {sorted(types)}")
             used.add(name)
     unused = sorted(set(types) - used)
-    if unused and not open_typing:
+    if unused:
         raise ConfigError(f"request_types.{unused[0]}: no workload sends this request type; type the workload "
                           "with request_type, mix or request_type_rules, or remove it")
     return types
@@ -433,7 +459,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
             if typing.client is not None:
                 raise ConfigError(f"{where}.client: with request_types, the request type names the clients; "
                                   "remove 'client'")
-        types = _check_request_types(cfg, registry, [(w, t) for w, _, t in streams])
+        types = _check_request_types(cfg, registry, [(w, t, wl.request_types()) for w, wl, t in streams])
         owner: dict[int, tuple[Workload, int]] = {}
         ids = itertools.count()
         several = len(streams) > 1
@@ -493,7 +519,7 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         c.name: {s.ctx.name: s.report() for s in c.stages} for c in clients.values()
     }
     summary["utilisation"] = [
-        dev for per_stage in summary["clients"].values() for rep in per_stage.values()
+        {**dev, "replica": name} for per_stage in summary["clients"].values() for name, rep in per_stage.items()
         for dev in rep.get("devices", [])
     ]
     reqs = list(metrics.requests)

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 @dataclass(slots=True, eq=False)
 class StepRecord:
     """One call of one request to one client (times in simulated s, ``-1`` when not
-    reached). ``step``: label ``"k:client"`` for the request type's step ``k``, or
+    reached; token counts of the call: prompt in, prompt tokens whose KV came with it, tokens
+    generated). ``step``: label ``"k:client"`` for the request type's step ``k``, or
     ``"k:caller>client"`` for a call a control stage made during step ``k``; ``depth`` 0 for
     steps, 1 and more for nested calls."""
 
@@ -58,6 +59,9 @@ class StepRecord:
     transfer_s: float = 0.0
     status: str = "unfinished"
     warmup: bool = False
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
 
     def row(self) -> dict[str, Any]:
         """The record as a ``steps.csv`` row (times in s, durations in ms)."""
@@ -69,14 +73,15 @@ class StepRecord:
             "sent_s": self.sent_s, "queued_s": _opt(self.queued_s), "started_s": _opt(self.started_s),
             "ended_s": _opt(self.ended_s), "transfer_ms": self.transfer_s * 1e3 if self.queued_s >= 0 else None,
             "queue_ms": ms(self.queued_s, self.started_s), "service_ms": ms(self.started_s, self.ended_s),
-            "bytes_in": self.bytes_in, "warmup": self.warmup,
+            "bytes_in": self.bytes_in, "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+            "generated_tokens": self.generated_tokens, "warmup": self.warmup,
         }
 
 
 #: Columns of ``steps.csv``, in order.
 STEP_COLUMNS = ("request_id", "request_type", "step", "depth", "client", "replica", "status", "sent_s",
                 "queued_s", "started_s", "ended_s", "transfer_ms", "queue_ms", "service_ms", "bytes_in",
-                "warmup")
+                "prompt_tokens", "cached_tokens", "generated_tokens", "warmup")
 
 
 def _opt(v: float) -> float | None:
@@ -192,10 +197,11 @@ class Coordinator:
     def _send(self, j: Journey, client_name: str, call: Request, on_done: Callable[[Request], None],
               nbytes: float | None, replica: int | None, label: str, depth: int) -> int:
         client = self.clients[client_name]
-        i = client.choose(call) if replica is None else replica
+        i = client.choose(call) if replica is None else client.assign(call, replica)
         rep = client.replicas[i]
         now = self.sim.now
-        rec = StepRecord(call.id, call.request_type, label, depth, client_name, rep.name, now, warmup=call.warmup)
+        rec = StepRecord(call.id, call.request_type, label, depth, client_name, rep.name, now, warmup=call.warmup,
+                         prompt_tokens=call.prompt_tokens, cached_tokens=call.cached_tokens)
         j.records.append(rec)
         self.records.append(rec)
 
@@ -204,6 +210,7 @@ class Coordinator:
             t = self.sim.now
             rec.ended_s = t
             rec.started_s = c.start_time if c.start_time >= 0 else rec.queued_s
+            rec.generated_tokens = c.generated_tokens
             if c.dropped_reason:
                 rec.status = "dropped"
             else:
@@ -222,7 +229,7 @@ class Coordinator:
         call.continuation = finished
         size = j.nbytes if nbytes is None else nbytes
         src, dst = j.location, rep.location
-        if size > 0 and src != dst and (src or dst):
+        if size > 0 and src != dst and (src or dst) and not rep.control:
             if self.network is None or not src or not dst:
                 self.unmodelled_moves += 1
             else:

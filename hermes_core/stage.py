@@ -98,8 +98,9 @@ class StageContext:
         index (else the client's router picks). Returns the replica index.
 
         Raises :class:`~hermes_core.ConfigError` when the scenario has no ``request_types``
-        (no door) and ``KeyError`` for an unknown client (names are checked when the
-        scenario is built, through :meth:`Stage.targets`)."""
+        (no door), ``KeyError`` for an unknown client (names are checked when the
+        scenario is built, through :meth:`Stage.targets`) and ``IndexError`` for a
+        ``replica`` index the client does not have."""
         if self.door is None:
             from .errors import ConfigError
             raise ConfigError(f"{self.where}: this stage calls other clients, which needs a scenario "

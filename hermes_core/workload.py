@@ -99,6 +99,12 @@ class Workload(ABC):
         """Last arrival time if known in advance (s)."""
         return None
 
+    def request_types(self) -> set[str] | None:
+        """The request types this workload sets on its requests itself (e.g. from a trace
+        column), if known in advance; ``None`` when it sets none. The core checks them
+        against the scenario's ``request_types`` before the run."""
+        return None
+
 
 def make_rng(seed: int, *names: str) -> np.random.Generator:
     """A generator derived from the scenario ``seed`` and a stable component path, so that

@@ -295,6 +295,8 @@ BAD = [
      "clients[0].stage.target: unknown client 'ghost'"),
     ({"workload": {"type": "closed_loop", "concurrency": 1, "isl": 8, "osl": 2, "client": "llm", "request_type": "t"}},
      "workload.client: with request_types"),
+    ({"request_types": {"t": ["llm"], "u": ["llm"]}, "workload": {"type": "closed_loop", "concurrency": 1, "isl": 8, "osl": 2}},
+     "workload: several request types are defined (['t', 'u']); say which this workload sends"),
     ({"request_types": None, "workload": {"type": "closed_loop", "concurrency": 1, "isl": 8, "osl": 2, "request_type": "t"}},
      "workload: request_type, mix and request_type_rules need a 'request_types' section"),
 ]

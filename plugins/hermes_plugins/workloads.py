@@ -43,7 +43,9 @@ __all__ = [
     "SyntheticWorkload",
     "hermes_register_workloads",
     "load_azure_csv",
+    "load_azure_request_types",
     "load_mooncake_jsonl",
+    "load_mooncake_request_types",
 ]
 
 #: Folder of the data files shipped with the package (see ``data/SOURCES.md``).
@@ -171,13 +173,13 @@ def _nonneg_int(text: str) -> int | None:
     return v if v >= 0 else None
 
 
-def _read_cached(loader: Callable[..., Any], path: str | Path, display: str | None) -> Any:
-    """Call a cached loader keyed by path, modification time and size; turn I/O and
-    decoding errors into :class:`~hermes_core.WorkloadError`."""
+def _read_cached(loader: Callable[..., Any], path: str | Path, display: str | None, *extra: Any) -> Any:
+    """Call a cached loader keyed by path, modification time, size and ``extra`` (e.g. the
+    request-type column); turn I/O and decoding errors into :class:`~hermes_core.WorkloadError`."""
     name = display or str(path)
     try:
         st = Path(path).stat()
-        return loader(str(path), st.st_mtime_ns, st.st_size, name)
+        return loader(str(path), st.st_mtime_ns, st.st_size, name, *extra)
     except UnicodeDecodeError as exc:
         raise WorkloadError(f"{name}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
@@ -201,11 +203,27 @@ def load_azure_csv(path: str | Path, display: str | None = None) -> tuple[np.nda
     used in messages (default: ``path``). Parsed files are cached by path, size and
     modification time.
     """
-    return _read_cached(_load_azure_cached, path, display)
+    return _read_cached(_load_azure_cached, path, display, None)[:3]
+
+
+def load_azure_request_types(path: str | Path, column: str, display: str | None = None) -> tuple[str, ...]:
+    """The value of CSV column ``column`` in each row of an Azure trace (what
+    :func:`load_azure_csv` reads, same rows, same order), stripped of surrounding blanks.
+
+    Raises :class:`~hermes_core.WorkloadError` for everything :func:`load_azure_csv` does,
+    and as ``<display>:<header line>: no column '<column>' ...`` listing the file's columns,
+    or ``<display>:<line>: column <column>: empty ...`` for an empty value. Cached with the
+    trace, keyed by the column too."""
+    return _read_cached(_load_azure_cached, path, display, column)[3]
+
+
+AzureData = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...] | None]
 
 
 @functools.lru_cache(maxsize=8)
-def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str, type_column: str | None) -> AzureData:
+    """The parsed trace; with ``type_column``, also that column's value per row (interned:
+    one string object per distinct value)."""
     expected = ", ".join(AZURE_COLUMNS)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -225,6 +243,16 @@ def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str) -> tupl
                 f"(found: {', '.join(header)})"
             )
         i_ts, i_in, i_out = (header.index(c) for c in AZURE_COLUMNS)
+        i_type = -1
+        types: list[str] = []
+        distinct: dict[str, str] = {}
+        if type_column is not None:
+            if type_column not in header:
+                raise WorkloadError(
+                    f"{name}:{header_line}: no column '{type_column}' (request_type_field); "
+                    f"found: {', '.join(header)}"
+                )
+            i_type = header.index(type_column)
         width = len(header)
         stamps: list[str] = []
         prompts: list[int] = []
@@ -253,6 +281,14 @@ def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str) -> tupl
                 raise WorkloadError(
                     f"{where}: output must be >= 1 token (a request generates at least one token), got 0"
                 )
+            if i_type >= 0:
+                value = row[i_type].strip()
+                if not value:
+                    raise WorkloadError(
+                        f"{name}:{line}: column {type_column}: empty value; request_type_field needs "
+                        "a request type name on every row"
+                    )
+                types.append(distinct.setdefault(value, value))
             stamps.append(row[i_ts])
             prompts.append(p)
             outputs.append(o)
@@ -290,11 +326,13 @@ def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str) -> tupl
     out = (times, np.asarray(prompts, dtype=np.int64), np.asarray(outputs, dtype=np.int64))
     for a in out:
         a.setflags(write=False)
-    return out
+    return (*out, tuple(types) if type_column is not None else None)
 
 
 #: ``(times_s, prompt_tokens, output_tokens, hash_ids)`` as returned by :func:`load_mooncake_jsonl`.
 MooncakeData = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[tuple[int, ...] | None, ...]]
+#: :data:`MooncakeData` plus each line's request type (``None`` without a type key).
+_MooncakeTyped = tuple[np.ndarray, np.ndarray, np.ndarray, tuple[tuple[int, ...] | None, ...], tuple[str, ...] | None]
 
 
 def load_mooncake_jsonl(path: str | Path, display: str | None = None) -> MooncakeData:
@@ -314,11 +352,25 @@ def load_mooncake_jsonl(path: str | Path, display: str | None = None) -> Mooncak
     in messages (default: ``path``). Parsed files are cached by path, size and modification
     time.
     """
-    return _read_cached(_load_mooncake_cached, path, display)
+    return _read_cached(_load_mooncake_cached, path, display, None)[:4]
+
+
+def load_mooncake_request_types(path: str | Path, key: str, display: str | None = None) -> tuple[str, ...]:
+    """The string value of JSON key ``key`` on each line of a Mooncake trace (what
+    :func:`load_mooncake_jsonl` reads, same lines, same order).
+
+    Raises :class:`~hermes_core.WorkloadError` for everything :func:`load_mooncake_jsonl`
+    does, and as ``<display>:<line>: missing key '<key>' ...`` listing the line's keys, or
+    ``<display>:<line>: key '<key>': expected a non-empty string ...``. Cached with the
+    trace, keyed by ``key`` too."""
+    return _read_cached(_load_mooncake_cached, path, display, key)[4]
 
 
 @functools.lru_cache(maxsize=8)
-def _load_mooncake_cached(path: str, _mtime_ns: int, _size: int, name: str) -> MooncakeData:
+def _load_mooncake_cached(path: str, _mtime_ns: int, _size: int, name: str, type_key: str | None) -> _MooncakeTyped:
+    """The parsed trace; with ``type_key``, also that key's value per line (interned)."""
+    types: list[str] = []
+    distinct: dict[str, str] = {}
     stamps: list[float] = []
     prompts: list[int] = []
     outputs: list[int] = []
@@ -370,6 +422,20 @@ def _load_mooncake_cached(path: str, _mtime_ns: int, _size: int, name: str) -> M
                 if not isinstance(h, list) or not all(type(x) is int for x in h):
                     raise WorkloadError(f"{name}:{line_no}: key 'hash_ids': expected a list of integers, got {h!r}")
                 h = tuple(h)
+            if type_key is not None:
+                if type_key not in obj:
+                    raise WorkloadError(
+                        f"{name}:{line_no}: missing key '{type_key}' (request_type_field); "
+                        f"the line has keys {', '.join(obj)}"
+                    )
+                v = obj[type_key]
+                if not isinstance(v, str) or not v.strip():
+                    raise WorkloadError(
+                        f"{name}:{line_no}: key '{type_key}': expected a non-empty string (a request type "
+                        f"name), got {v!r}"
+                    )
+                v = v.strip()
+                types.append(distinct.setdefault(v, v))
             stamps.append(t)
             prompts.append(vals[0])
             outputs.append(vals[1])
@@ -381,7 +447,7 @@ def _load_mooncake_cached(path: str, _mtime_ns: int, _size: int, name: str) -> M
     arrays = (times, np.asarray(prompts, dtype=np.int64), np.asarray(outputs, dtype=np.int64))
     for a in arrays:
         a.setflags(write=False)
-    return (*arrays, tuple(hashes))
+    return (*arrays, tuple(hashes), tuple(types) if type_key is not None else None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -394,15 +460,18 @@ class _ArrivalReplay(Workload):
     _prompts: list[int]
     _outputs: list[int]
     _hashes: list[tuple[int, ...] | None] | None
+    _types: list[str] | None
 
     def _set_arrivals(self, times: np.ndarray, prompts: np.ndarray, outputs: np.ndarray,
-                      hashes: list[tuple[int, ...] | None] | None = None) -> None:
+                      hashes: list[tuple[int, ...] | None] | None = None,
+                      types: list[str] | None = None) -> None:
         # Plain Python lists: the arrival callback indexes them once per request, and Python
         # floats compare faster than numpy scalars in the event heap.
         self._times = np.asarray(times, dtype=np.float64).tolist()
         self._prompts = np.asarray(prompts, dtype=np.int64).tolist()
         self._outputs = np.asarray(outputs, dtype=np.int64).tolist()
         self._hashes = hashes
+        self._types = types
         self._sim: Simulator | None = None
         self._submit: Callable[[Request], None] | None = None
         self._t0 = 0.0
@@ -421,11 +490,16 @@ class _ArrivalReplay(Workload):
         if nxt < len(self._times):
             self._sim.schedule_at(self._t0 + self._times[nxt], self._arrive, nxt, priority=PRIORITY_ARRIVAL)
         h = self._hashes[i] if self._hashes is not None else None
-        self._submit(Request(i, t, self._prompts[i], self._outputs[i], h))
+        rt = self._types[i] if self._types is not None else ""
+        self._submit(Request(i, t, self._prompts[i], self._outputs[i], h, request_type=rt))
 
     def expected_requests(self) -> int | None:
         """Number of requests this workload sends."""
         return len(self._times)
+
+    def request_types(self) -> set[str] | None:
+        """The distinct ``request_type`` values of the requests (``request_type_field``), or None."""
+        return set(self._types) if self._types is not None else None
 
     def horizon_s(self) -> float | None:
         """Arrival time of the last request (s after start)."""
@@ -453,6 +527,11 @@ class _TraceOptions(BaseModel):
         0.0, ge=0, **_FINITE,
         description="Skip the first start_offset_s seconds of the trace (trace time from its first "
         "row, before time_scale); arrival times are then measured from that point. Default 0.",
+    )
+    request_type_field: str | None = Field(
+        None, min_length=1,
+        description="Column (azure_trace: CSV column; mooncake_trace: JSON key) whose value is each "
+        "request's request type (a name in the scenario's request_types). Default: untyped.",
     )
 
 
@@ -492,7 +571,9 @@ class AzureTrace(_ArrivalReplay):
     Each row becomes one request: ``ContextTokens`` prompt tokens, ``GeneratedTokens`` output
     tokens, arriving at its ``TIMESTAMP`` minus the first row's (the first request arrives at
     t = 0), times ``time_scale``. See :class:`AzureTrace.Config` for the window options and
-    :func:`load_azure_csv` for the format.
+    :func:`load_azure_csv` for the format. With ``request_type_field`` set, each request's
+    :attr:`~hermes_core.Request.request_type` is that CSV column's value on its row (read
+    once when the workload is built, :func:`load_azure_request_types`).
 
     Raises :class:`~hermes_core.WorkloadError` (naming file, line and column) when the file is
     missing or malformed, or when no request falls in the window.
@@ -528,9 +609,10 @@ class AzureTrace(_ArrivalReplay):
             full, display = DATA_DIR / fname, fname
         else:
             full, display = _resolve("azure_trace", config.path, base_dir), config.path
-        times, prompts, outputs = load_azure_csv(full, display)
+        times, prompts, outputs, types = _read_cached(_load_azure_cached, full, display, config.request_type_field)
         idx, arrivals = _window("azure_trace", config, display, times)
-        self._set_arrivals(arrivals, prompts[idx], outputs[idx])
+        self._set_arrivals(arrivals, prompts[idx], outputs[idx],
+                           types=[types[i] for i in idx.tolist()] if types is not None else None)
 
 
 class MooncakeTrace(_ArrivalReplay):
@@ -539,6 +621,8 @@ class MooncakeTrace(_ArrivalReplay):
     Each line becomes one request: ``input_length`` prompt tokens, ``output_length`` output
     tokens, ``hash_ids`` as :attr:`Request.hash_ids` (a tuple), arriving at its ``timestamp``
     (ms) minus the first line's, times ``time_scale``. See :func:`load_mooncake_jsonl`.
+    With ``request_type_field`` set, each request's :attr:`~hermes_core.Request.request_type`
+    is that JSON key's (string) value on its line (:func:`load_mooncake_request_types`).
 
     Raises :class:`~hermes_core.WorkloadError` (naming file, line and key) when the file is
     missing or malformed, or when no request falls in the window.
@@ -554,9 +638,12 @@ class MooncakeTrace(_ArrivalReplay):
         ``base_dir``. Raises :class:`~hermes_core.WorkloadError`."""
         self.config = config
         full = _resolve("mooncake_trace", config.path, base_dir)
-        times, prompts, outputs, hashes = load_mooncake_jsonl(full, config.path)
+        times, prompts, outputs, hashes, types = _read_cached(_load_mooncake_cached, full, config.path,
+                                                              config.request_type_field)
         idx, arrivals = _window("mooncake_trace", config, config.path, times)
-        self._set_arrivals(arrivals, prompts[idx], outputs[idx], [hashes[i] for i in idx.tolist()])
+        rows = idx.tolist()
+        self._set_arrivals(arrivals, prompts[idx], outputs[idx], [hashes[i] for i in rows],
+                           types=[types[i] for i in rows] if types is not None else None)
 
 
 class SyntheticWorkload(_ArrivalReplay):
