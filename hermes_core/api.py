@@ -214,6 +214,9 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
     place = placement_list(cc.place)
     if place and cluster is None:
         raise ConfigError(f"{where}.place: the scenario has no 'cluster' section to place the client on")
+    if place and not n_dev:
+        raise ConfigError(f"{where}.place: the client's stages need no devices (a control stage runs "
+                          "beside the others and holds no data); remove 'place'")
     spec = _device_spec(cc, cluster, place, where) if n_dev else cc.device
     dev_comp, dev_cfg = registry.validate("devices", spec, f"{where}.device") if n_dev else (None, None)
     router = registry.build("routers", cc.router, f"{where}.router")
@@ -308,7 +311,8 @@ def _typer(typing: WorkloadTyping, types: Mapping[str, Any], rng) -> Callable[[R
                 if rule.matches(req.prompt_tokens, req.output_tokens):
                     req.request_type = rule.request_type
                     return
-            req.request_type = ""  # no rule matched: the coordinator drops it with the reason
+            req.dropped_reason = (f"no_matching_rule: prompt {req.prompt_tokens}, output {req.output_tokens} "
+                                  "tokens match none of the workload's request_type_rules")
         return by_rule
     only = next(iter(types)) if len(types) == 1 else None
 

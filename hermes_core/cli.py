@@ -124,7 +124,7 @@ def print_summary(console: Console, s: dict) -> None:
             console.print(f"transfers: {tr['note']}")
     groups: dict[tuple, list[str]] = {}
     for d in s.get("utilisation", []):
-        key = (d["device"].rsplit("/", 1)[0], d["type"], d["busy_fraction"], d["mfu"], d["mbu"])
+        key = (d.get("replica") or d["device"].rsplit("/", 1)[0], d["type"], d["busy_fraction"], d["mfu"], d["mbu"])
         groups.setdefault(key, []).append(d["device"])
     for (replica, typ, busy, mfu, mbu), devs in groups.items():
         console.print(

@@ -32,7 +32,7 @@ preset: h100_sxm}``); memory nodes ``capacity_bytes``. Edge attributes: ``bandwi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -67,6 +67,18 @@ class Cluster(Topology):
         self.groups.setdefault(group, []).append(name)
         return name
 
+    def join(self, group: str, nodes: Iterable[str]) -> None:
+        """Add existing graph ``nodes`` to ``group`` as well, in order (a node may belong to
+        several groups: a pod's servers' nodes are in their server's group and the pod's, so
+        both ``place: pod0`` and ``place: pod0/s1`` work). A node's ``group`` attribute keeps
+        the group that added it. Raises :class:`ConfigError` for a node not in the graph."""
+        members = self.groups.setdefault(group, [])
+        for n in nodes:
+            if n not in self.graph:
+                raise ConfigError(f"cluster: cannot add unknown node '{n}' to group '{group}'")
+            if n not in members:
+                members.append(n)
+
     def connect(self, a: str, b: str, bandwidth: float, latency: float, link: str = "") -> None:
         """Link graph nodes a and b (``bandwidth`` bytes/s per direction > 0, ``latency`` s >= 0)."""
         self.add_link(a, b, bandwidth, latency)
@@ -82,7 +94,19 @@ class Cluster(Topology):
         return []
 
     def kind(self, node: str) -> str:
+        """The ``kind`` attribute of graph node ``node``."""
         return self.graph.nodes[node]["kind"]
+
+    def path(self, a: str, b: str) -> tuple[float, float]:
+        """``(bottleneck bandwidth bytes/s, total latency s)`` of the route from a to b
+        (:func:`hermes_core.network.route`: lowest latency, ties to fewer hops), the same
+        route the cluster's flows take. Raises ``ValueError`` if no path exists."""
+        from .network import route
+
+        nodes = route(self.graph, a, b)
+        edges = [self.graph.edges[u, v] for u, v in zip(nodes, nodes[1:])]
+        return (min((e["bandwidth"] for e in edges), default=float("inf")),
+                sum(e["latency"] for e in edges))
 
     def allocate(self, client: str, place: list[str], device_type: str | None, count: int, where: str) -> list[str]:
         """Take ``count`` free device nodes for ``client`` from the groups or device nodes in
@@ -134,9 +158,14 @@ class NodeType(ABC):
 
     Built as ``cls(config)``; :meth:`build` adds the group's nodes and internal links to the
     cluster and returns its ports. Every figure a node type uses must carry its source.
+    ``where`` is the YAML path of the node entry (e.g. ``cluster.nodes[2]``), set by
+    :func:`build_cluster` before :meth:`build`: name it in errors about nested fields
+    (``f"{self.where}.gpu"``); a :class:`ConfigError` whose message does not start with it
+    gets it prefixed.
     """
 
     Config: ClassVar[type[BaseModel]]
+    where: str = "cluster"
 
     def __init__(self, config: BaseModel):
         self.config = config
@@ -232,10 +261,13 @@ def build_cluster(config: ClusterConfig, registry: Registry, where: str = "clust
         if "type" in data:
             spec = {k: v for k, v in data.items() if k != "name"}
             comp, cfg = registry.validate("cluster_nodes", spec, w)
+            node = comp.obj(cfg)
+            node.where = w
             try:
-                ports = comp.obj(cfg).build(cluster, entry.name, registry)
+                ports = node.build(cluster, entry.name, registry)
             except ConfigError as exc:
-                raise ConfigError(f"{w}: {exc}") from None
+                msg = str(exc)
+                raise type(exc)(msg if msg.startswith(w) else f"{w}: {msg}") from None
             cluster.ports[entry.name] = list(ports)
         else:
             bare = validate_model(_BareNode, data, w)

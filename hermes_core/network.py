@@ -35,6 +35,22 @@ from .topology import Topology
 #: A flow is finished when fewer bytes than this share of its size remain (float slack).
 _REL_EPS = 1e-9
 
+#: Routing weight added per hop (s) so that, of paths with equal latency, the one with fewer
+#: hops is taken (e.g. zero-latency NVLink hops would otherwise tie a GPU's own NIC with a
+#: detour through the NVSwitch and another GPU's NIC). 1 ps: far below any link latency; the
+#: latency reported for a path is the exact sum of its links'.
+HOP_TIEBREAK_S = 1e-12
+
+
+def route(graph: nx.Graph, a: str, b: str) -> list[str]:
+    """Nodes of the lowest-latency path from a to b, ties going to the path with fewer hops
+    (:data:`HOP_TIEBREAK_S`); remaining ties by graph insertion order (deterministic).
+    Raises ``ValueError`` naming both nodes when there is none."""
+    try:
+        return nx.shortest_path(graph, a, b, weight=lambda u, v, e: e["latency"] + HOP_TIEBREAK_S)
+    except (nx.NetworkXNoPath, nx.NodeNotFound):
+        raise ValueError(f"no path between '{a}' and '{b}' in the cluster") from None
+
 
 class _Flow:
     __slots__ = ("links", "nbytes", "remaining", "rate", "latency", "on_sent", "start")
@@ -74,16 +90,13 @@ class Network:
     # -- paths ----------------------------------------------------------------------------
     def path(self, a: str, b: str) -> tuple[tuple[tuple[str, str], ...], float]:
         """``(directed links, total latency s)`` of the lowest-latency path from a to b
-        (cached). Raises ``ValueError`` naming both nodes when there is none."""
+        (:func:`route`; cached). Raises ``ValueError`` naming both nodes when there is none."""
         key = (a, b)
         hit = self._paths.get(key)
         if hit is not None:
             return hit
         g = self.topology.graph
-        try:
-            nodes = nx.shortest_path(g, a, b, weight="latency")
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
-            raise ValueError(f"no path between '{a}' and '{b}' in the cluster") from None
+        nodes = route(g, a, b)
         links = tuple(zip(nodes, nodes[1:]))
         lat = sum(g.edges[u, v]["latency"] for u, v in links)
         self._paths[key] = (links, lat)
@@ -197,6 +210,8 @@ class Network:
         done = [f for f in self._flows if f.remaining <= f.nbytes * _REL_EPS]
         if not done:  # float slack: the earliest flow is within rounding of its end
             first = min(self._flows, key=lambda f: f.remaining / f.rate)
+            for link in first.links:  # its last bytes still cross the links
+                self.bytes_per_link[link] = self.bytes_per_link.get(link, 0.0) + first.remaining
             first.remaining = 0.0
             done = [first]
         self._flows = [f for f in self._flows if f.remaining > f.nbytes * _REL_EPS and f not in done]

@@ -90,11 +90,11 @@ def _opt(v: float) -> float | None:
 
 class Journey:
     """A multi-stage request on its way: its type's steps, the step it is at, where its
-    data is (the device nodes of the replica that served its last call; empty when that
-    replica is not placed on the cluster), the context and KV it carries to the next step,
-    and its records."""
+    data is (``holder``: the replica that served its last call, control replicas aside;
+    ``location``: that replica's device nodes, empty when it is not placed on the cluster),
+    the context and KV it carries to the next step, and its records."""
 
-    __slots__ = ("req", "steps", "step", "location", "context", "kv_tokens", "nbytes", "records",
+    __slots__ = ("req", "steps", "step", "location", "holder", "context", "kv_tokens", "nbytes", "records",
                  "preemptions", "key")
 
     def __init__(self, req: Request, steps: list[str], key: int):
@@ -102,6 +102,7 @@ class Journey:
         self.steps = steps
         self.step = 0
         self.location: tuple[str, ...] = ()
+        self.holder = ""  # name of the replica that holds the request's data ("" before any)
         self.context = req.prompt_tokens
         self.kv_tokens = req.cached_tokens
         self.nbytes = 0.0
@@ -129,8 +130,9 @@ class Coordinator:
         self.open: dict[int, Journey] = {}
         self.records: list[StepRecord] = []
         self._keys = 0
-        #: calls whose data had to move between a placed and an unplaced replica (or with
-        #: no cluster at all): moved at no cost, counted here
+        #: calls whose data had to move from one replica to another where the move cannot be
+        #: priced (no cluster, or one of the two replicas is not placed on it): moved at no
+        #: cost, counted here
         self.unmodelled_moves = 0
         self.transfers = 0
 
@@ -138,6 +140,9 @@ class Coordinator:
     def submit(self, req: Request) -> None:
         """Start ``req`` (typed: ``req.request_type`` names a request type) at its first step."""
         steps = self.types.get(req.request_type)
+        if req.dropped_reason:  # the workload's typing refused it (no rule matched)
+            self.on_request_done(req)
+            return
         if steps is None:
             req.dropped_reason = (f"unknown_request_type: '{req.request_type}' (from the workload); "
                                   f"defined: {sorted(self.types)}")
@@ -217,19 +222,23 @@ class Coordinator:
                 rec.status = "completed"
                 if c.finish_time < 0:
                     c.finish_time = t
-                h = rep.handoff(c)
-                if depth == 0:
-                    j.context, j.kv_tokens = h.context_tokens, h.kv_tokens
-                j.nbytes = h.nbytes
-                if rep.location:
-                    j.location = rep.location
+                if step == j.step and j.key in self.open:
+                    # a call that ends after its step did (a hedged copy that lost) changes
+                    # nothing of the request's way on
+                    h = rep.handoff(c)
+                    if depth == 0:
+                        j.context, j.kv_tokens = h.context_tokens, h.kv_tokens
+                    j.nbytes = h.nbytes
+                    if not rep.control:
+                        j.location, j.holder = rep.location, rep.name
             j.preemptions += c.preemptions
             on_done(c)
 
+        step = j.step
         call.continuation = finished
         size = j.nbytes if nbytes is None else nbytes
         src, dst = j.location, rep.location
-        if size > 0 and src != dst and (src or dst) and not rep.control:
+        if size > 0 and not rep.control and j.holder and j.holder != rep.name:
             if self.network is None or not src or not dst:
                 self.unmodelled_moves += 1
             else:

@@ -259,6 +259,8 @@ def format_validation_error(exc: ValidationError, where: str, model: type[BaseMo
     lines = []
     for err in exc.errors():
         path = where
+        if not path and not err["loc"]:
+            path = "scenario"
         for part in err["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         msg = err["msg"]

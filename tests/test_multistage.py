@@ -333,3 +333,27 @@ def test_bad_multi_stage_input_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "clients[1].place: no cluster node or group 'nowhere'" in proc.stderr
+
+
+def test_requests_are_typed_by_rules_and_an_unmatched_one_is_dropped_with_its_reason():
+    sc = {"workload": {"type": "synthetic", "rate_rps": 20, "num_requests": 30,
+                       "isl": {"dist": "uniform", "low": 10, "high": 3000}, "osl": 4,
+                       "request_type_rules": [{"request_type": "short", "prompt_tokens_below": 1000},
+                                              {"request_type": "long", "prompt_tokens_at_least": 1000,
+                                               "prompt_tokens_below": 2500}]},
+          "clients": [{"name": "small", "stage": {"type": "llm_serving", "model": "llama-3.1-8b"}},
+                      {"name": "big", "stage": {"type": "llm_serving", "model": "llama-3.1-8b"}}],
+          "request_types": {"short": ["small"], "long": ["big"]}}
+    res = run(sc)
+    assert res.summary["requests"]["total"] == 30
+    for r in res.requests:
+        if r.prompt_tokens < 1000:
+            assert r.request_type == "short" and r.completed and r.replica == "small/0"
+        elif r.prompt_tokens < 2500:
+            assert r.request_type == "long" and r.completed and r.replica == "big/0"
+        else:
+            assert r.dropped_reason == (f"no_matching_rule: prompt {r.prompt_tokens}, output 4 tokens match none "
+                                        "of the workload's request_type_rules")
+    n_unmatched = sum(r.prompt_tokens >= 2500 for r in res.requests)
+    assert n_unmatched > 0
+    assert res.summary["requests"]["dropped_reasons"] == {"no_matching_rule": n_unmatched}
