@@ -120,3 +120,28 @@ def test_tutorial_scenario_runs_as_shown(example_importable):
     assert (s["requests"]["completed"], s["requests"]["total"]) == (int(shown[1]), int(shown[2]))
     # The guide says "TPOT ~ 21 ms is what the roofline predicts"; keep that true.
     assert 18 < s["tpot_ms"]["mean"] < 25
+
+
+def test_control_stage_scenario_runs_as_shown(example_importable):
+    """The fan_out scenario of "Writing a control stage" gives the figures the guide quotes."""
+    import importlib
+
+    import yaml
+
+    from hermes_core import api, load_plugins
+
+    example = importlib.import_module("hermes_example_plugin")
+    scenario = yaml.safe_load(fenced_block("yaml", "name: hedged-llama8b"))
+    s = api.run(api.load_scenario(scenario), registry=load_plugins(extra=[("example", example)])).summary
+    text = DOC.read_text()
+    assert re.search(r"All (\d+) requests complete", text)[1] == str(s["requests"]["completed"])
+    assert s["requests"]["completed"] == s["requests"]["total"]
+    assert s["clients"]["hedge"]["hedge/0"] == {"won": {"slow": 0, "fast": 20}, "outstanding": 0}
+    shown = {m[0]: float(m[1]) for m in re.findall(r"`(0:hedge(?:>\w+)?)` \((\d+\.\d)", text.replace("\n", " "))}
+    steps = {st["step"]: st for st in s["request_types"]["chat"]["steps"]}
+    assert set(shown) == set(steps) == {"0:hedge", "0:hedge>fast", "0:hedge>slow"}
+    for label, ms in shown.items():
+        assert round(steps[label]["service_ms"]["mean"], 1) == ms, label
+        assert steps[label]["completed"] == 20
+    busy = {d["device"]: d["busy_fraction"] for d in s["utilisation"]}
+    assert f"A100 is busy {round(100 * busy['slow/0/dev0'])} %" in text

@@ -1,8 +1,8 @@
 """A third party extends hermes without forking it.
 
 ``tests/plugins/hermes_example_plugin`` is a separate distribution (``hermes-example-plugin``)
-that registers a device (``example_asic``) and a batching policy (``decode_first_fcfs``)
-through the ``hermes`` entry-point group. The first tests pip-install it into a private folder
+that registers a device (``example_asic``), a batching policy (``decode_first_fcfs``) and a
+control stage (``fan_out``) through the ``hermes`` entry-point group. The first tests pip-install it into a private folder
 and run the real ``hermes`` CLI in a child interpreter whose ``PYTHONPATH`` starts with that
 folder, so discovery goes through ``importlib.metadata`` exactly as for a user's install.
 The rest use the in-process idiom of docs/plugins.md: ``load_plugins(extra=[(name, module)])``.
@@ -140,7 +140,8 @@ def test_hermes_plugins_lists_the_installed_plugin(site, tmp_path):
         "name": "example",
         "distribution": "hermes-example-plugin",
         "version": plugin_version(),
-        "components": {"devices": ["example_asic"], "batching_policies": ["decode_first_fcfs"]},
+        "components": {"stages": ["fan_out"], "devices": ["example_asic"],
+                       "batching_policies": ["decode_first_fcfs"]},
     }
     # First-party plugins come through the same door and are still there.
     assert plugins["gpu"]["components"] == {"devices": ["gpu"]}
@@ -217,7 +218,7 @@ def test_in_process_plugin_registers_its_components(example):
     assert comp.plugin.name == "example"
     listing = {p["name"]: p for p in reg.plugins()}
     assert listing["example"]["components"] == {
-        "devices": ["example_asic"], "batching_policies": ["decode_first_fcfs"]}
+        "stages": ["fan_out"], "devices": ["example_asic"], "batching_policies": ["decode_first_fcfs"]}
 
 
 def test_in_process_plugin_runs_a_scenario(example, tmp_path):
@@ -313,6 +314,78 @@ def test_entry_point_that_fails_to_import(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------
 # The example components themselves
 # ---------------------------------------------------------------------------------------
+def hedged_scenario(model: str, num_requests: int, slow: dict | None = None) -> dict:
+    """Closed loop, one request at a time, each sent by ``fan_out`` to an A100 (``slow``,
+    listed first) and an H100 (``fast``) serving the same model."""
+    def llm(name: str, preset: str, **extra) -> dict:
+        return {"name": name, "device": {"type": "gpu", "preset": preset},
+                "stage": {"type": "llm_serving", "model": model, **extra}}
+    return {
+        "name": "hedged",
+        "workload": {"type": "closed_loop", "concurrency": 1, "num_requests": num_requests, "isl": 1000,
+                     "osl": 20, "request_type": "chat"},
+        "clients": [{"name": "hedge", "stage": {"type": "fan_out", "clients": ["slow", "fast"]}},
+                    llm("slow", "a100", **(slow or {})), llm("fast", "h100")],
+        "request_types": {"chat": ["hedge"]},
+    }
+
+
+def test_fan_out_finishes_with_the_first_copy(example, tmp_path):
+    """A hedged request (a copy to an A100 and to an H100) completes when the H100's copy
+    does, exactly as if the H100 served it alone; the A100's copies run to their end."""
+    model, n = model_ref(tmp_path), 6
+    reg = load_plugins(extra=[("example", example)])
+    hedged = api.run(hedged_scenario(model, n), registry=reg)
+    sc = hedged_scenario(model, n)
+    plain = api.run({"name": "plain", "workload": {k: v for k, v in sc["workload"].items() if k != "request_type"},
+                     "clients": [sc["clients"][2]]}, registry=reg)
+    assert hedged.summary["requests"]["completed"] == n
+    # closed loop with one request in flight: the H100 is idle whenever a request arrives, so
+    # each hedged request's TTFT and E2E are those of the H100 serving it alone
+    for h, p in zip(hedged.requests, plain.requests):
+        assert h.replica == "fast/0"
+        assert h.first_token_time - h.arrival_time == pytest.approx(p.first_token_time - p.arrival_time, rel=1e-9)
+        assert h.finish_time - h.arrival_time == pytest.approx(p.finish_time - p.arrival_time, rel=1e-9)
+    assert hedged.summary["clients"]["hedge"]["hedge/0"] == {"won": {"slow": 0, "fast": n}, "outstanding": 0}
+    # per request: the step and its two copies; the step ends with the fast copy, before the slow one
+    for i in range(n):
+        step, to_slow, to_fast = (s for s in hedged.steps if s.request_id == i)
+        assert (step.step, to_slow.step, to_fast.step) == ("0:hedge", "0:hedge>slow", "0:hedge>fast")
+        assert (step.depth, to_slow.depth, to_fast.depth) == (0, 1, 1)
+        assert step.ended_s == to_fast.ended_s < to_slow.ended_s
+        assert to_slow.status == to_fast.status == "completed"  # no cancellation: the slow copy ends too
+    # the slow copies kept the A100 busy: it computed every prompt, as the H100 did
+    computed = {c: hedged.summary["clients"][c][f"{c}/0"]["tokens_computed"] for c in ("slow", "fast")}
+    assert computed == {"slow": n * (1000 + 19), "fast": n * (1000 + 19)}
+
+
+def test_fan_out_drops_a_request_only_when_every_copy_is_dropped(example, tmp_path):
+    """A copy refused at once (inside ``ctx.call``) leaves the race to the other copy; with
+    both refused, the request is dropped with the reason and the step named."""
+    model = model_ref(tmp_path)
+    reg = load_plugins(extra=[("example", example)])
+    res = api.run(hedged_scenario(model, 3, slow={"max_model_len": 512}), registry=reg)
+    assert res.summary["requests"]["completed"] == 3
+    assert res.summary["clients"]["hedge"]["hedge/0"]["won"] == {"slow": 0, "fast": 3}
+    assert [s.status for s in res.steps if s.client == "slow"] == ["dropped"] * 3
+    sc = hedged_scenario(model, 3, slow={"max_model_len": 512})
+    sc["clients"][2]["stage"]["max_model_len"] = 512
+    res = api.run(sc, registry=reg)
+    assert res.summary["requests"]["dropped"] == 3
+    assert res.summary["clients"]["hedge"]["hedge/0"] == {"won": {"slow": 0, "fast": 0}, "outstanding": 0}
+    assert all(r.dropped_reason.startswith("exceeds_max_model_len: at step 0:hedge on fast/0: prompt 1000")
+               for r in res.requests)
+
+
+def test_fan_out_targets_are_checked(example):
+    """An unknown client in ``clients`` is a ConfigError naming the YAML path."""
+    reg = load_plugins(extra=[("example", example)])
+    sc = hedged_scenario("llama-3.1-8b", 1)
+    sc["clients"][0]["stage"]["clients"] = ["slow", "fsat"]
+    with pytest.raises(hermes_core.ConfigError, match=r"clients\[0\]\.stage\.clients\[1\]: unknown client 'fsat'"):
+        api.run(sc, registry=reg)
+
+
 def test_asic_roofline_numbers(example):
     """ExampleASIC's figures (SI units) and its vectorised roofline pricing."""
     dev = example.ExampleASIC(example.ExampleASICConfig())

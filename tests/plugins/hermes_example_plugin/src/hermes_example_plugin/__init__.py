@@ -1,12 +1,15 @@
 """hermes-example-plugin: a third-party hermes plugin, as small as a real one can be.
 
-It registers two components, one per ``hermes_register_<kind>`` hook:
+It registers three components, one per ``hermes_register_<kind>`` hook:
 
 * device ``example_asic`` (:class:`~hermes_example_plugin.asic.ExampleASIC`): a TPU-like
   accelerator priced by a roofline with its own datasheet-style figures;
 * batching policy ``decode_first_fcfs``
   (:class:`~hermes_example_plugin.batching.DecodeFirstFCFS`): decodes first, then at most
-  ``prefill_chunk`` prompt tokens per step in first-come-first-served order.
+  ``prefill_chunk`` prompt tokens per step in first-come-first-served order;
+* stage ``fan_out`` (:class:`~hermes_example_plugin.fan_out.FanOut`): a control stage that
+  sends each request to several clients at once and finishes with the first copy that
+  completes (hedged requests).
 
 hermes finds this module through the entry point declared in ``pyproject.toml``::
 
@@ -25,6 +28,7 @@ from hermes_core import hookimpl
 
 from .asic import ExampleASIC, ExampleASICConfig
 from .batching import DecodeFirstFCFS, DecodeFirstFCFSConfig
+from .fan_out import FanOut, FanOutConfig
 
 __version__ = "0.1.0"
 
@@ -33,8 +37,11 @@ __all__ = [
     "DecodeFirstFCFSConfig",
     "ExampleASIC",
     "ExampleASICConfig",
+    "FanOut",
+    "FanOutConfig",
     "hermes_register_batching_policies",
     "hermes_register_devices",
+    "hermes_register_stages",
 ]
 
 
@@ -57,3 +64,13 @@ def hermes_register_batching_policies(register):
     :class:`hermes_core.PluginLoadError` naming both plugins.
     """
     register("decode_first_fcfs", DecodeFirstFCFS)
+
+
+@hookimpl
+def hermes_register_stages(register):
+    """Register the ``fan_out`` control stage (config model: :class:`FanOutConfig`).
+
+    Called once by hermes when plugins load. Returns nothing; a name clash raises
+    :class:`hermes_core.PluginLoadError` naming both plugins.
+    """
+    register("fan_out", FanOut)
