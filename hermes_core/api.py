@@ -228,7 +228,7 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
         devices = [dev_comp.obj(dev_cfg) for _ in range(n_dev)] if dev_comp is not None else []
         if place and n_dev:
             assert cluster is not None
-            names = cluster.allocate(cc.name, place, spec.get("type"), n_dev, f"{where}.place (replica {r})")
+            names = cluster.allocate(cc.name, place, spec, n_dev, f"{where}.place (replica {r})")
             topo: Topology = cluster
             replica.location = tuple(names)
         else:

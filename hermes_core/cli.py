@@ -66,7 +66,18 @@ def default_scenario_path() -> Path:
 
 
 def _fmt(v) -> str:
-    return "-" if v is None else f"{v:,.1f}"
+    """One decimal, or three significant digits below 1 (sub-millisecond transfers)."""
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if 0 < abs(v) < 1 else f"{v:,.1f}"
+
+
+def _bytes(n: float) -> str:
+    """Bytes in SI units (kB = 10^3 B, MB = 10^6 B, GB = 10^9 B)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n:,.0f} B"
 
 
 def print_summary(console: Console, s: dict) -> None:
@@ -116,7 +127,7 @@ def print_summary(console: Console, s: dict) -> None:
     if tr:
         if tr.get("modelled"):
             busiest = tr["links"][0] if tr["links"] else None
-            line = f"transfers: {tr['transfers']:,} over the cluster, {tr['bytes'] / 1e9:,.2f} GB in {tr['flows']:,} flows"
+            line = f"transfers: {tr['transfers']:,} over the cluster, {_bytes(tr['bytes'])} in {tr['flows']:,} flows"
             if busiest:
                 line += f"; busiest link {busiest['link']} {busiest['utilisation'] * 100:.1f} % utilised"
             console.print(line)

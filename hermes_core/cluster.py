@@ -108,10 +108,13 @@ class Cluster(Topology):
         return (min((e["bandwidth"] for e in edges), default=float("inf")),
                 sum(e["latency"] for e in edges))
 
-    def allocate(self, client: str, place: list[str], device_type: str | None, count: int, where: str) -> list[str]:
+    def allocate(self, client: str, place: list[str], device_type: str | Mapping[str, Any] | None, count: int,
+                 where: str) -> list[str]:
         """Take ``count`` free device nodes for ``client`` from the groups or device nodes in
-        ``place`` (in order), of component type ``device_type`` (``None``: any). A named
-        device node must be free; a group gives its free devices in build order.
+        ``place`` (in order), matching ``device_type``: a component type name, or a device
+        spec (same ``type``, and the same ``preset`` when both give one, :func:`spec_matches`);
+        ``None``: any. A named device node must be free and match; a group gives its free
+        matching devices in build order.
 
         Raises :class:`ConfigError` naming ``where`` for an unknown name, a device another
         client holds, or too few free devices."""
@@ -126,10 +129,14 @@ class Cluster(Topology):
             for d in devs:
                 if len(chosen) == count:
                     break
-                typ = self.graph.nodes[d]["device"].get("type")
-                if device_type is not None and typ != device_type:
+                node_spec = self.graph.nodes[d]["device"]
+                if isinstance(device_type, Mapping):
+                    ok = spec_matches(node_spec, device_type)
+                else:
+                    ok = device_type is None or node_spec.get("type") == device_type
+                if not ok:
                     if explicit:
-                        raise ConfigError(f"{where}: device '{d}' is a '{typ}', the client needs '{device_type}'")
+                        raise ConfigError(f"{where}: device '{d}' is a {node_spec}, the client needs {device_type}")
                     continue
                 owner = self._owner.get(d)
                 if owner is not None:

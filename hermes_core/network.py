@@ -18,8 +18,10 @@ A :meth:`Network.transfer` is a group of flows that completes when its last flow
 delivered: a tensor-parallel replica sends its KV shards from each device to the matching
 device of the receiver, in parallel over their own NICs.
 
-Nothing here runs per engine step: one recomputation per flow start and end, each
-``O(flows x path length)``.
+Nothing here runs per engine step: one recomputation per transfer start and per flow end
+(flows of one transfer that end together end in one), each ``O(rounds x links + flows x
+path length)``, with ``rounds`` the number of distinct bottleneck levels (progressive
+filling freezes every flow of the tightest links in each round).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Network:
         self.topology = topology
         self._flows: list[_Flow] = []
         self._paths: dict[tuple[str, str], tuple[tuple[tuple[str, str], ...], float]] = {}
+        self._bw: dict[tuple[str, str], float] = {}  # per-direction bandwidth of the links on a path
         self._last = 0.0
         self._version = 0
         self.bytes_per_link: dict[tuple[str, str], float] = {}
@@ -99,6 +102,8 @@ class Network:
         nodes = route(g, a, b)
         links = tuple(zip(nodes, nodes[1:]))
         lat = sum(g.edges[u, v]["latency"] for u, v in links)
+        for link in links:
+            self._bw[link] = g.edges[link]["bandwidth"]
         self._paths[key] = (links, lat)
         return links, lat
 
@@ -123,15 +128,23 @@ class Network:
                 on_done()
 
         share = nbytes / len(pairs)
-        for a, b in pairs:
-            self.start_flow(a, b, share, one_done)
+        paths = [self.path(a, b) for a, b in pairs]  # raises before any flow starts
+        self._advance(self.sim.now)
+        for (a, b), path in zip(pairs, paths):
+            self._add_flow(a, b, path, share, one_done)
+        self._reallocate()
 
     def start_flow(self, a: str, b: str, nbytes: float, on_done: Callable[[], None]) -> None:
         """Start one flow of ``nbytes`` from node ``a`` to node ``b`` now; ``on_done()``
         runs when its last byte is delivered."""
-        links, lat = self.path(a, b)
+        path = self.path(a, b)
+        self._advance(self.sim.now)
+        self._add_flow(a, b, path, nbytes, on_done)
+        self._reallocate()
+
+    def _add_flow(self, a: str, b: str, path: tuple, nbytes: float, on_done: Callable[[], None]) -> None:
+        links, lat = path
         now = self.sim.now
-        self._advance(now)
         log = self.log
 
         def sent() -> None:
@@ -146,7 +159,6 @@ class Network:
         self._flows.append(_Flow(links, float(nbytes), lat, sent, now))
         self.flows_started += 1
         self.bytes_started += nbytes
-        self._reallocate()
 
     @property
     def active(self) -> int:
@@ -176,14 +188,19 @@ class Network:
         self._version += 1
         if not flows:
             return
-        g = self.topology.graph.edges
+        bw = self._bw
+        if len(flows) == 1:  # a lone flow runs at its path's bottleneck
+            f = flows[0]
+            f.rate = min(bw[link] for link in f.links)
+            self.sim.schedule(f.remaining / f.rate, self._complete, self._version, priority=PRIORITY_COMPLETION)
+            return
         cap: dict[Any, float] = {}
         users: dict[Any, list[_Flow]] = {}
         for f in flows:
             f.rate = -1.0
             for link in f.links:
                 if link not in cap:
-                    cap[link] = g[link]["bandwidth"]
+                    cap[link] = bw[link]
                     users[link] = []
                 users[link].append(f)
         count = {link: len(fs) for link, fs in users.items()}

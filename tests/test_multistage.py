@@ -357,3 +357,15 @@ def test_requests_are_typed_by_rules_and_an_unmatched_one_is_dropped_with_its_re
     n_unmatched = sum(r.prompt_tokens >= 2500 for r in res.requests)
     assert n_unmatched > 0
     assert res.summary["requests"]["dropped_reasons"] == {"no_matching_rule": n_unmatched}
+
+
+def test_placement_matches_the_device_preset():
+    sc = _pd_scenario(100, 2)
+    sc["cluster"]["nodes"][1]["device"] = {"type": "gpu", "preset": "a100_sxm_80gb"}
+    sc["clients"][1]["device"] = {"type": "gpu", "preset": "h100_sxm"}
+    with pytest.raises(ConfigError, match=r"clients\[1\]\.device: .*matches no device of \['b'\]"):
+        run(sc)
+    # unset, the client takes the node's own device
+    del sc["clients"][1]["device"]
+    res = run(sc)
+    assert res.summary["clients"]["dec"]["dec/0"]["device"]["name"].startswith("A100")
