@@ -49,7 +49,7 @@ def test_same_seed_gives_identical_outputs(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "--set", "clients.0.device.type=tpu"],
-     "error: clients[0].device.type: unknown device 'tpu'. Available: 'gpu' (hermes-sim), 'gpu_profiled' (hermes-sim)."),
+     "error: clients[0].device.type: unknown device 'tpu'. Available: 'cpu_socket' (hermes-sim), 'gpu' (hermes-sim), 'gpu_profiled' (hermes-sim)."),
     (["run", "--set", "clients.0.stage.max_num_seqs=many"],
      "error: clients[0].stage.max_num_seqs: Input should be a valid integer"),
     (["run", "--set", "workload.dataset=null", "--set", "workload.path=nope.csv"],

@@ -186,7 +186,8 @@ def _config_models() -> list[tuple[str, type[BaseModel]]]:
         ("ScenarioConfig", ScenarioConfig), ("ClientConfig", ClientConfig), ("SLOConfig", SLOConfig),
         ("gpu Efficiency", Efficiency),
     ]
-    for kind in ("stages", "devices", "batching_policies", "workloads", "routers", "memory_tiers"):
+    for kind in ("stages", "devices", "batching_policies", "workloads", "routers", "memory_tiers", "cluster_nodes",
+                 "links"):
         for name in reg.names(kind):
             comp = reg.get(kind, name)
             if comp.plugin.distribution == FIRST_PARTY and comp.config_model is not None:
@@ -223,7 +224,8 @@ def test_first_party_components_and_presets_documented():
 
     text = SCENARIOS.read_text()
     reg = default_registry()
-    for kind in ("stages", "devices", "batching_policies", "workloads", "routers", "memory_tiers", "models"):
+    for kind in ("stages", "devices", "batching_policies", "workloads", "routers", "memory_tiers", "models",
+                 "cluster_nodes", "links"):
         for name in reg.names(kind):
             if reg.get(kind, name).plugin.distribution == FIRST_PARTY:
                 assert f"`{name}`" in text, f"{kind} '{name}' is not documented in docs/scenarios.md"
