@@ -132,7 +132,8 @@ def print_summary(console: Console, s: dict) -> None:
                 line += f"; busiest link {busiest['link']} {busiest['utilisation'] * 100:.1f} % utilised"
             console.print(line)
         if tr.get("note"):
-            console.print(f"transfers: {tr['note']}")
+            n = tr.get("moves_not_modelled", 0)
+            console.print(f"transfers: {tr['note']}" + (f" ({n:,} such moves)" if n else ""))
     groups: dict[tuple, list[str]] = {}
     for d in s.get("utilisation", []):
         key = (d.get("replica") or d["device"].rsplit("/", 1)[0], d["type"], d["busy_fraction"], d["mfu"], d["mbu"])

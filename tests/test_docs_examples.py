@@ -111,7 +111,7 @@ def test_getting_started_cli_example(command: str, shown: list[str], workdir: Pa
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out_dir / "summary.json").read_text())
     documented = _documented_summary_keys()
-    optional = {"goodput"}
+    optional = {"goodput", "request_types", "transfers"}
     assert set(summary) <= documented, f"undocumented summary.json keys: {set(summary) - documented}"
     assert documented - optional <= set(summary), f"documented keys missing: {documented - optional - set(summary)}"
     assert set(summary["requests"]) == {"total", "completed", "dropped", "unfinished", "dropped_reasons"}
