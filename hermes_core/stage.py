@@ -133,8 +133,8 @@ class Stage(ABC):
     def targets(cls, config: BaseModel) -> dict[str, str]:
         """Clients this stage calls through :meth:`StageContext.call`, as ``{field path
         relative to the stage's config: client name}`` (default: none). The core checks
-        that they exist, that calls between clients form no cycle, and that the cluster
-        connects them."""
+        that they exist and that calls between clients form no cycle; a call that finds no
+        path in the cluster at run time drops its request with reason ``no_path``."""
         return {}
 
     def handoff(self, request: Request) -> Handoff:
@@ -156,7 +156,8 @@ class Stage(ABC):
     @property
     @abstractmethod
     def outstanding(self) -> int:
-        """Requests accepted and not yet finished (routers use this)."""
+        """Requests accepted and not yet finished (reports and tests use this; routers
+        count per replica themselves)."""
 
     def report(self) -> dict[str, Any]:
         """Stage statistics for ``summary.json`` (utilisation, KV usage, ...). A
