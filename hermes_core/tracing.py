@@ -3,7 +3,8 @@
 Format: the Trace Event Format (Google, "Trace Event Format", the JSON object form with a
 ``traceEvents`` list; times in microseconds). What a traced run draws:
 
-* one process per client (``pid``), one thread per replica (``tid``): a complete event
+* one process per client (``pid``), one thread per replica (``tid``, named with the
+  replica's devices: ``prefill/0 on p/gpu0 .. p/gpu7 (8 devices)``): a complete event
   (``ph: "X"``) per engine step or stage service that the stage recorded in
   :attr:`~hermes_core.StageContext.trace`;
 * per call of a multi-stage request, an async slice (``ph: "b"`` / ``"e"``, category
@@ -31,6 +32,9 @@ def chrome_trace(result: Result) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     pids: dict[str, int] = {}
     tids: dict[str, tuple[int, int]] = {}
+    devices: dict[str, list[str]] = {}
+    for d in result.summary.get("utilisation", []):
+        devices.setdefault(d.get("replica", ""), []).append(d["device"])
 
     def track(replica: str) -> tuple[int, int]:
         hit = tids.get(replica)
@@ -44,7 +48,10 @@ def chrome_trace(result: Result) -> dict[str, Any]:
         pid = pids[client]
         tid = sum(1 for p, _ in tids.values() if p == pid) + 1
         tids[replica] = (pid, tid)
-        events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": replica}})
+        devs = devices.get(replica, [])
+        label = replica if not devs else f"{replica} on {devs[0]}" if len(devs) == 1 else \
+            f"{replica} on {devs[0]} .. {devs[-1]} ({len(devs)} devices)"
+        events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": label}})
         return pid, tid
 
     for stage, slices in sorted((result.stage_trace or {}).items()):
