@@ -7,7 +7,9 @@ The public import surface. Plugins need only these names::
 
 from .api import Result, Scenario, load_scenario, run
 from .engine import PRIORITY_ARRIVAL, PRIORITY_COMPLETION, PRIORITY_DEFAULT, Simulator
-from .errors import CapacityError, ConfigError, HermesError, PluginLoadError, UnknownComponentError, WorkloadError
+from .errors import (
+    CapacityError, ConfigError, HermesError, PluginError, PluginLoadError, UnknownComponentError, WorkloadError,
+)
 from .hardware import DTYPE_BYTES, HardwareNode, dtype_bytes, roofline_time
 from .hookspecs import hookimpl, hookspec
 from .memory import MemoryTier
@@ -30,7 +32,7 @@ __all__ = [
     "Batch", "BatchingPolicy", "BlockManager", "Cluster", "Handoff", "LinkType", "Network", "NodeType",
     "StepRecord", "TOKEN_ID_BYTES", "CapacityError", "ConfigError", "DTYPE_BYTES",
     "EngineLimits", "HardwareNode", "HermesError", "MemoryTier", "MetricsCollector", "ModelSpec",
-    "Operator", "PluginLoadError", "PrefixCache", "Registry", "Request", "Result", "Router", "Scenario",
+    "Operator", "PluginError", "PluginLoadError", "PrefixCache", "Registry", "Request", "Result", "Router", "Scenario",
     "SchedulerState", "Sequence", "Simulator", "Stage", "StageContext", "Topology",
     "UnknownComponentError", "Workload", "WorkloadError", "default_registry", "dtype_bytes",
     "hookimpl", "hookspec", "load_plugins", "load_scenario", "make_rng", "model_path", "roofline_time", "run",

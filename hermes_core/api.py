@@ -13,6 +13,7 @@ import bisect
 import csv
 import itertools
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 from .cluster import Cluster, build_cluster, placement_list, spec_matches
 from .config import TYPING_KEYS, ScenarioConfig, WorkloadTyping, apply_overrides, load_yaml, parse_scenario
 from .engine import Simulator
-from .errors import ConfigError, HermesError
+from .errors import ConfigError, HermesError, PluginError
 from .metrics import MetricsCollector, request_rows, write_requests_csv
 from .network import Network
 from .pipeline import STEP_COLUMNS, Coordinator, StepRecord, request_type_summary
@@ -80,17 +81,27 @@ class Result:
 
     def write(self, output_dir: str | Path) -> Path:
         """Write ``summary.json`` and ``requests.csv`` (and ``steps.csv`` for a multi-stage
-        run) into ``output_dir`` (created)."""
+        run) into ``output_dir`` (created). Every file is first written whole to a temporary
+        file in the same folder; only then are they renamed into place, one after the other
+        (each rename is atomic on POSIX), so an interrupted write never leaves a truncated
+        file, nor a new file beside an old run's."""
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-        write_requests_csv(out / "requests.csv", self.requests, typed="request_types" in self.summary)
-        if "request_types" in self.summary:
-            with open(out / "steps.csv", "w", newline="") as fh:
+        typed = "request_types" in self.summary
+
+        def steps(p: Path) -> None:
+            with open(p, "w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=STEP_COLUMNS)
                 w.writeheader()
                 for rec in self.steps:
                     w.writerow({k: ("" if v is None else v) for k, v in rec.row().items()})
+
+        files: list[tuple[str, Callable[[Path], None]]] = [
+            ("requests.csv", lambda p: write_requests_csv(p, self.requests, typed=typed)),
+            *([("steps.csv", steps)] if typed else []),
+            ("summary.json", lambda p: p.write_text(json.dumps(self.summary, indent=2) + "\n")),
+        ]
+        _atomic_write_all(out, files)
         return out
 
     def write_trace(self, path: str | Path) -> Path:
@@ -104,6 +115,22 @@ class Result:
         p = Path(path)
         p.write_text(json.dumps(chrome_trace(self)))
         return p
+
+
+def _atomic_write_all(folder: Path, files: list[tuple[str, Callable[[Path], None]]]) -> None:
+    """Write each ``(name, write)`` with ``write(tmp)`` to a temporary file in ``folder``;
+    when all are written, rename them to their names. Temporary files are removed if
+    anything fails or is interrupted before the renames."""
+    tmps = [(folder / f".{name}.tmp", folder / name, write) for name, write in files]
+    try:
+        for tmp, _, write in tmps:
+            write(tmp)
+        for tmp, final, _ in tmps:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _, _ in tmps:
+            if tmp.exists():
+                tmp.unlink()
 
 
 class Replica:
@@ -149,6 +176,8 @@ class Client:
         self.where = where
         self._outstanding = [0] * len(replicas)
         self._of: dict[int, int] = {}
+        #: names the router in errors: "clients[0].router: router 'x' (plugin ...)"
+        self.router_desc = f"{where}.router: router"
 
     @property
     def stages(self) -> list[Stage]:
@@ -156,8 +185,16 @@ class Client:
         return [s for r in self.replicas for s in r.stages]
 
     def choose(self, req: Request) -> int:
-        """The replica index the router picks for ``req`` (counted outstanding from now)."""
-        i = self.router.choose(req, self._outstanding) if len(self.replicas) > 1 else 0
+        """The replica index the router picks for ``req`` (counted outstanding from now).
+        Raises :class:`PluginError` naming the router when it picks no replica."""
+        n = len(self.replicas)
+        i = self.router.choose(req, self._outstanding) if n > 1 else 0
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise PluginError(f"{self.router_desc} returned {i!r} for request {req.id}, not a replica index "
+                              f"in 0..{n - 1}")
+        if not 0 <= i < n:
+            raise PluginError(f"{self.router_desc} returned replica {i} for request {req.id}; "
+                              f"client '{self.name}' has replicas 0..{n - 1}")
         self._outstanding[i] += 1
         self._of[id(req)] = i
         return i
@@ -219,7 +256,8 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
                           "beside the others and holds no data); remove 'place'")
     spec = _device_spec(cc, cluster, place, where) if n_dev else cc.device
     dev_comp, dev_cfg = registry.validate("devices", spec, f"{where}.device") if n_dev else (None, None)
-    router = registry.build("routers", cc.router, f"{where}.router")
+    router_comp, router_cfg = registry.validate("routers", cc.router, f"{where}.router")
+    router = router_comp.obj(router_cfg)
     replicas = []
     for r in range(cc.replicas):
         rname = f"{cc.name}/{r}"
@@ -252,6 +290,7 @@ def _build_client(idx: int, cc, sim: Simulator, registry: Registry, metrics: Met
             replica.stages.append(comp.obj(cfg, ctx))
         replicas.append(replica)
     client = Client(cc.name, replicas, router, where)
+    client.router_desc = f"{where}.router: router '{router_comp.name}' (plugin {router_comp.plugin.describe()})"
     for replica in replicas:
         if on_done is not None:
             replica.on_done = on_done

@@ -49,6 +49,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except HermesError as exc:
             _fail(exc)
+        except KeyboardInterrupt:
+            # outputs are written to temporary files and renamed, so none is left truncated
+            Console(stderr=True).print("[bold red]interrupted[/]", highlight=False)
+            sys.exit(130)
 
 
 @click.group(cls=_Group)

@@ -32,3 +32,9 @@ class WorkloadError(HermesError):
 
 class CapacityError(HermesError):
     """A model does not fit on the devices it was given (weights plus minimum KV cache)."""
+
+
+class PluginError(HermesError):
+    """A plugin broke its contract while a scenario ran (a batching policy returned a batch
+    over the engine's limits or without reserving its KV cache, a router picked a replica
+    that does not exist); the message names the component, its plugin and distribution."""

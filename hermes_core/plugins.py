@@ -12,6 +12,7 @@ Environment switches:
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -146,6 +147,12 @@ class Registry:
                 raise PluginLoadError(
                     f"plugin {plugin.describe()} registered {kind} '{name}' as {obj!r}, "
                     f"which is not a subclass of hermes_core.{base.__name__}"
+                )
+            if inspect.isabstract(obj):
+                missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+                raise PluginLoadError(
+                    f"plugin {plugin.describe()} registered {kind} '{name}' as {obj.__name__}, which does not "
+                    f"implement the abstract methods of hermes_core.{base.__name__}: {missing}"
                 )
             config_model = config_model or getattr(obj, "Config", None)
             if not (isinstance(config_model, type) and issubclass(config_model, BaseModel)):

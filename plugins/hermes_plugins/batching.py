@@ -104,7 +104,7 @@ class ContinuousBatching(BatchingPolicy):
         if batch.seqs:
             return batch
         i = 0
-        while i < len(running):
+        while i < len(running) and i < lim.max_num_batched_tokens:  # one token each, within the budget
             seq = running[i]
             if not state.allocate_or_preempt(seq, 1):
                 break

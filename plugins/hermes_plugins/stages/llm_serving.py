@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hermes_core import (
-    BlockManager, Handoff, CapacityError, ConfigError, EngineLimits, ModelSpec, PrefixCache, Request, SchedulerState,
+    BlockManager, Handoff, PluginError, CapacityError, ConfigError, EngineLimits, ModelSpec, PrefixCache, Request, SchedulerState,
     Sequence, Stage, StageContext, dtype_bytes,
 )
 from hermes_core.engine import PRIORITY_COMPLETION, PRIORITY_DEFAULT
@@ -178,6 +178,16 @@ class LLMServingConfig(BaseModel):
     batching: dict[str, Any] = Field(default_factory=lambda: {"type": "chunked_prefill"})
     role: Literal["both", "prefill", "decode"] = "both"
 
+    @model_validator(mode="after")
+    def _budget_holds_a_decode_step(self) -> LLMServingConfig:
+        # vLLM's SchedulerConfig refuses the same setting: a decode step of max_num_seqs
+        # sequences would not fit the token budget
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                             f"({self.max_num_seqs}), as vLLM requires: a decode step of max_num_seqs sequences "
+                             "must fit the token budget")
+        return self
+
 
 def activation_reserve_bytes(model: ModelSpec, tp: int, max_tokens: int, max_seqs: int, act_bytes: float) -> float:
     """Estimated peak activation memory per device during a ``max_tokens`` forward pass, as
@@ -302,6 +312,8 @@ class LLMServing(Stage):
         self.kv_bytes_per_token_total = self.model.kv_bytes_per_token(dtype_bytes(prec.kv_cache), 1, 1)
         self._trace = ctx.trace
         self._step_start = 0.0
+        self._last_step = (0.0, 0.0, 0.0, 0.0)  # end, duration, FLOP, bytes of the latest step
+        self._in_frontend: list[list[Sequence]] = []  # finished, being streamed by the front-end
         self._busy = False
         self._in_step = False  # a step runs on the device
         # schedule_ahead: arrivals during the running step, which the next step (already
@@ -360,8 +372,25 @@ class LLMServing(Stage):
         return f"prompt_exceeds_token_budget: {why} (policy '{self.config.batching['type']}')" if why else None
 
     def unfinished(self) -> list[Request]:
-        """Requests still queued or running (when a run stops at ``max_time_s``)."""
-        return [s.req for s in list(self.state.running) + list(self.state.waiting) + self._late]
+        """Requests still queued or running, or finished by the engine but not yet streamed
+        by the front-end (``frontend_token_us``), when a run stops at ``max_time_s``. Token
+        times that lie beyond the stop (front-end delivery still ahead) are cleared: the
+        client has not seen those tokens."""
+        now = self.ctx.sim.now
+        reqs = [s.req for s in list(self.state.running) + list(self.state.waiting) + self._late]
+        reqs += [s.req for done in self._in_frontend for s in done]
+        for r in reqs:
+            if r.first_token_time > now:
+                r.first_token_time = -1.0
+            r.finish_time = -1.0
+        return reqs
+
+    def _blame(self, what: str) -> str:
+        """An error message naming the batching policy, its plugin and distribution."""
+        name = self.config.batching["type"]
+        comp = self.ctx.registry.get("batching_policies", name)
+        return (f"{self.ctx.where}.batching: policy '{name}' (plugin {comp.plugin.describe()}) {what}; "
+                "a policy must stay within the engine's limits and reserve KV blocks for every token it schedules")
 
     # -- engine loop -------------------------------------------------------------------
     def _step(self) -> None:
@@ -390,6 +419,11 @@ class LLMServing(Stage):
             self._busy = self._in_step = False
             return
         b = batch
+        lim = state.limits
+        if b.tokens > lim.max_num_batched_tokens or len(b.seqs) > lim.max_num_seqs:
+            raise PluginError(self._blame(
+                f"returned a batch of {b.tokens} tokens and {len(b.seqs)} sequences, over "
+                f"max_num_batched_tokens={lim.max_num_batched_tokens} or max_num_seqs={lim.max_num_seqs}"))
         win = (window_sums(self._window, [s.num_computed for s in b.seqs], b.num_new)
                if self._window else None)
         dt, fl, by = self.cost.step(b.tokens, b.sampled, b.pf_pairs, b.pf_kv, b.pf_q, b.dec_n, b.dec_kv,
@@ -412,6 +446,7 @@ class LLMServing(Stage):
         self.busy_time += dt
         self.flops += fl
         self.bytes += by
+        self._last_step = (now + dt, dt, fl, by)
         self.tokens_computed += b.tokens
         if len(batch.seqs) > self.max_batch:
             self.max_batch = len(batch.seqs)
@@ -434,6 +469,8 @@ class LLMServing(Stage):
                 req = seq.req  # partial prefill chunk
                 if req.start_time < 0:
                     req.start_time = self._step_start
+                if seq.blocks * kv.block_size < seq.num_computed:
+                    raise PluginError(self._kv_blame(seq))
                 continue
             req = seq.req
             req.generated_tokens += 1
@@ -441,6 +478,8 @@ class LLMServing(Stage):
                 req.first_token_time = now
                 if req.start_time < 0:
                     req.start_time = self._step_start
+                if seq.blocks * kv.block_size < seq.num_computed:
+                    raise PluginError(self._kv_blame(seq))
                 if prefix is not None:
                     prefix.insert(req)
                 if req.on_first_token is not None:
@@ -466,13 +505,20 @@ class LLMServing(Stage):
             done = [s for s in self.state.running if s.num_tokens < 0]
             self.state.running = [s for s in self.state.running if s.num_tokens >= 0]
             if now > engine_now:
+                self._in_frontend.append(done)
                 self.ctx.sim.schedule(now - engine_now, self._deliver, done, priority=PRIORITY_COMPLETION)
             else:
                 self._deliver(done)
         self._step()
 
+    def _kv_blame(self, seq: Sequence) -> str:
+        return self._blame(f"scheduled request {seq.req.id} to {seq.num_computed} computed tokens holding "
+                           f"{seq.blocks} KV blocks of {self.state.kv.block_size} tokens (it reserved too few)")
+
     def _deliver(self, done) -> None:
         """Hand finished requests back once the front-end has streamed their last token."""
+        if self._in_frontend and self._in_frontend[0] is done:
+            self._in_frontend.pop(0)
         for s in done:
             self._outstanding -= 1
             self.ctx.on_done(s.req)
@@ -498,10 +544,14 @@ class LLMServing(Stage):
         dev = self.ctx.devices[0]
         peak = dev.peak_flops(self.config.precision.weights)
         pp = self.config.parallelism.pp
+        # a run stopped by max_time_s inside a step is charged only the part before the stop
+        end, dt, fl, by = self._last_step
+        cut = (end - now) / dt if end > now and dt > 0 else 0.0
+        busy_time, flops, nbytes = self.busy_time - cut * dt, self.flops - cut * fl, self.bytes - cut * by
         # a device works on its own pipeline stage: 1/pp of each step
-        busy = self.busy_time / pp / now if now > 0 else 0.0
-        mfu = self.flops / (now * peak) if now > 0 else 0.0
-        mbu = self.bytes / (now * dev.memory_bandwidth) if now > 0 else 0.0
+        busy = busy_time / pp / now if now > 0 else 0.0
+        mfu = flops / (now * peak) if now > 0 else 0.0
+        mbu = nbytes / (now * dev.memory_bandwidth) if now > 0 else 0.0
         kv = self.state.kv
         return {
             "model": self.model.name,

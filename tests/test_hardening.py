@@ -1,0 +1,194 @@
+"""Regression tests for the defects found under bad input, overload and interrupts (the
+hardening issue, items 1, 2, 3, 5, 6 and 7): each gives a correct result or one error naming
+the place."""
+
+from __future__ import annotations
+
+import csv
+import json
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pydantic import BaseModel, ConfigDict
+
+from hermes_core import (
+    Batch, BatchingPolicy, ConfigError, HardwareNode, PluginError, PluginLoadError, Router, hookimpl, load_plugins,
+)
+from hermes_core import api, cli
+from hermes_core.api import load_scenario, run
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOSED_LOOP = ROOT / "examples" / "closed_loop_llama8b_h100.yaml"
+
+
+# 1. continuous batching with more sequences than tokens per step
+def test_max_num_seqs_above_the_token_budget_is_refused_as_vllm_does():
+    with pytest.raises(ConfigError, match=r"clients\[0\]\.stage: max_num_batched_tokens \(16\) must be >= "
+                                          r"max_num_seqs \(256\), as vLLM requires"):
+        run(load_scenario(CLOSED_LOOP, ["clients.0.stage.batching.type=continuous",
+                                        "clients.0.stage.max_num_batched_tokens=16", "workload.isl=8"]))
+
+
+def test_continuous_decodes_stay_within_the_token_budget():
+    sc = load_scenario(CLOSED_LOOP, ["clients.0.stage.batching.type=continuous", "clients.0.stage.max_num_seqs=16",
+                                     "clients.0.stage.max_num_batched_tokens=16", "workload.isl=8",
+                                     "workload.osl=4", "workload.num_requests=40"])
+    s = run(sc).summary
+    assert s["requests"]["completed"] == 40
+    assert s["clients"]["llama8b"]["llama8b/0"]["max_batch_size"] <= 16
+
+
+# 2. requests finished by the engine but not yet streamed when max_time_s stops the run
+def test_requests_in_the_front_end_at_the_stop_are_reported_unfinished(tmp_path):
+    res = run(load_scenario(CLOSED_LOOP, ["clients.0.stage.frontend_token_us=20000", "max_time_s=30"]))
+    res.write(tmp_path)
+    s = res.summary
+    rows = list(csv.DictReader(open(tmp_path / "requests.csv")))
+    assert len(rows) == s["requests"]["total"] == 32
+    assert {r["status"] for r in rows} == {"unfinished"}
+    assert all(r["finish_s"] == "" for r in rows)
+    assert all(r["first_token_s"] == "" or float(r["first_token_s"]) <= 30 for r in rows)
+
+
+# 3. utilisation of a run cut inside a step
+def test_busy_fraction_never_exceeds_one_when_max_time_cuts_a_step():
+    s = run(load_scenario(CLOSED_LOOP, ["max_time_s=0.05"])).summary
+    (dev,) = s["utilisation"]
+    assert 0 < dev["busy_fraction"] <= 1.0 + 1e-12  # float sums of step times
+    assert dev["busy_fraction"] == pytest.approx(1.0)  # the engine works from t=0 to the stop
+
+
+# 5. policies that break the engine's limits or its KV accounting
+class _Greedy(BatchingPolicy):
+    """Schedules every waiting prompt whole, ignoring the token budget (a broken policy)."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    chunks_prefill = True
+
+    def schedule(self, state):
+        batch = Batch()
+        while state.waiting:
+            seq = state.waiting.popleft()
+            state.kv.try_allocate(seq, seq.remaining_prefill)
+            state.running.append(seq)
+            batch.add(seq, seq.remaining_prefill)
+        for seq in state.running:
+            if seq not in batch.seqs:
+                state.kv.try_allocate(seq, 1)
+                batch.add(seq, 1)
+        return batch if batch.seqs else None
+
+
+class _NoKV(_Greedy):
+    """Runs one sequence at a time within the budget but never reserves KV blocks."""
+
+    def schedule(self, state):
+        batch = Batch()
+        if state.waiting and not state.running:
+            state.running.append(state.waiting.popleft())
+        for seq in state.running[:1]:
+            batch.add(seq, min(seq.remaining_prefill, state.limits.max_num_batched_tokens))
+        return batch if batch.seqs else None
+
+
+class _Abstract(HardwareNode):
+    """A device that forgot its pricing methods."""
+
+    class Config(BaseModel):
+        pass
+
+
+class _OutOfRange(Router):
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def choose(self, request, outstanding):
+        return len(outstanding)
+
+
+@hookimpl
+def _policies(register):
+    register("greedy", _Greedy)
+    register("no_kv", _NoKV)
+
+
+@hookimpl
+def _routers(register):
+    register("out_of_range", _OutOfRange)
+
+
+REG = load_plugins(extra=[("broken-policies", types.SimpleNamespace(hermes_register_batching_policies=_policies,
+                                                                   hermes_register_routers=_routers))])
+
+
+def _scenario(**stage):
+    return {"workload": {"type": "closed_loop", "concurrency": 4, "num_requests": 8, "isl": 3000, "osl": 4},
+            "clients": [{"name": "m", "stage": {"type": "llm_serving", "model": "llama-3.1-8b",
+                                                "max_num_batched_tokens": 4096, **stage}}]}
+
+
+def test_a_batch_over_the_token_budget_names_the_policy_and_its_plugin():
+    with pytest.raises(PluginError, match=r"clients\[0\]\.stage\.batching: policy 'greedy' \(plugin 'broken-policies' "
+                                          r"\(<in-process> -\)\) returned a batch of 12000 tokens and 4 sequences, over "
+                                          r"max_num_batched_tokens=4096"):
+        run(_scenario(batching={"type": "greedy"}), registry=REG)
+
+
+def test_a_policy_that_reserves_no_kv_is_caught():
+    with pytest.raises(PluginError, match=r"policy 'no_kv' .* scheduled request 0 to 3000 computed tokens holding "
+                                          r"0 KV blocks of 16 tokens \(it reserved too few\)"):
+        run(_scenario(batching={"type": "no_kv"}), registry=REG)
+
+
+# 6. abstract plugin classes and routers out of range
+def test_a_class_missing_abstract_methods_is_refused_at_registration():
+    @hookimpl
+    def devices(register):
+        register("half_done", _Abstract)
+
+    with pytest.raises(PluginLoadError, match=r"plugin 'half' \(<in-process> -\) registered devices 'half_done' as "
+                                              r"_Abstract, which does not implement the abstract methods of "
+                                              r"hermes_core.HardwareNode: attention_time, gemm_time, memory_time, "
+                                              r"peak_flops"):
+        load_plugins(extra=[("half", types.SimpleNamespace(hermes_register_devices=devices))])
+
+
+def test_a_router_picking_no_replica_names_the_router():
+    sc = _scenario()
+    sc["clients"][0].update(replicas=2, router={"type": "out_of_range"})
+    with pytest.raises(PluginError, match=r"clients\[0\]\.router: router 'out_of_range' \(plugin 'broken-policies' "
+                                          r"\(<in-process> -\)\) returned replica 2 for request 0; client 'm' has "
+                                          r"replicas 0..1"):
+        run(sc, registry=REG)
+
+
+# 7. interrupts: no truncated outputs, exit status 130
+def test_an_interrupted_write_leaves_no_partial_files(tmp_path, monkeypatch):
+    res = run(load_scenario(CLOSED_LOOP, ["workload.num_requests=8"]))
+    res.write(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "write_requests_csv", boom)
+    res2 = run(load_scenario(CLOSED_LOOP, ["workload.num_requests=4"]))
+    with pytest.raises(KeyboardInterrupt):
+        res2.write(tmp_path)
+    # the earlier run's files are untouched and no temporary file is left
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert json.loads((tmp_path / "summary.json").read_text())["requests"]["total"] == 8
+
+
+def test_ctrl_c_exits_130(monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "run", interrupted)
+    result = CliRunner().invoke(cli.main, ["run", str(CLOSED_LOOP), "-q", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 130
+    assert not (tmp_path / "o").exists()
