@@ -192,3 +192,26 @@ def test_ctrl_c_exits_130(monkeypatch, tmp_path):
     result = CliRunner().invoke(cli.main, ["run", str(CLOSED_LOOP), "-q", "-o", str(tmp_path / "o")])
     assert result.exit_code == 130
     assert not (tmp_path / "o").exists()
+
+
+# 4. Azure trace stamps that are numbers, and UTC offsets
+@pytest.mark.parametrize("stamp", ["12", "1700000000", "3.5"])
+def test_azure_stamps_that_are_numbers_are_refused_with_file_and_line(tmp_path, stamp):
+    from hermes_core import WorkloadError
+    from hermes_plugins.workloads import load_azure_csv
+
+    p = tmp_path / "t.csv"
+    p.write_text(f"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,2\n{stamp},10,2\n")
+    with pytest.raises(WorkloadError, match=rf"t.csv:3: column TIMESTAMP: '{stamp}' is not a date"):
+        load_azure_csv(p)
+
+
+def test_azure_stamps_with_a_zero_utc_offset_read_as_utc(tmp_path, recwarn):
+    from hermes_plugins.workloads import load_azure_csv
+
+    p = tmp_path / "t.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46+00:00,10,2\n"
+                 "2023-11-16 18:15:48.5+00:00,10,2\n2023-11-16T18:15:49Z,10,2\n")
+    times, _, _ = load_azure_csv(p)
+    assert times.tolist() == [0.0, 2.5, 3.0]
+    assert not [w for w in recwarn if "timezone" in str(w.message)]

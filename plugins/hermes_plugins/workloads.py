@@ -164,6 +164,15 @@ def _child_rngs(rng: np.random.Generator, n: int) -> list[np.random.Generator]:
 # ---------------------------------------------------------------------------------------
 # Trace readers
 # ---------------------------------------------------------------------------------------
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (int or float)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _nonneg_int(text: str) -> int | None:
     """``int(text)`` if ``text`` is a non-negative integer, else None."""
     try:
@@ -302,6 +311,17 @@ def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str, type_co
             f"'2023-11-16 18:15:46.6805900', got {stamps[k]!r}"
         )
 
+    # numpy reads a bare number as a year ('12' is the year 12): a trace in seconds would
+    # silently become years apart, so a stamp must be a date
+    for k, st in enumerate(stamps):
+        if "-" not in st and _is_number(st):
+            raise WorkloadError(
+                f"{name}:{lines[k]}: column TIMESTAMP: {st!r} is not a date; the Azure LLM trace format "
+                "has UTC dates and times like '2023-11-16 18:15:46.6805900' (for arrivals in seconds, "
+                "write a synthetic workload or convert the column to dates)")
+    # a UTC offset of zero ('+00:00', 'Z') is dropped: numpy warns on time zones
+    if any(st.endswith(("+00:00", "Z")) for st in stamps):
+        stamps = [st[:-6] if st.endswith("+00:00") else st[:-1] if st.endswith("Z") else st for st in stamps]
     try:
         ts = np.array(stamps, dtype="datetime64[ns]")
     except (ValueError, OverflowError):
