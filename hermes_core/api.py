@@ -99,7 +99,7 @@ class Result:
         files: list[tuple[str, Callable[[Path], None]]] = [
             ("requests.csv", lambda p: write_requests_csv(p, self.requests, typed=typed)),
             *([("steps.csv", steps)] if typed else []),
-            ("summary.json", lambda p: p.write_text(json.dumps(self.summary, indent=2) + "\n")),
+            ("summary.json", lambda p: p.write_text(json.dumps(_finite(self.summary), indent=2, allow_nan=False) + "\n")),
         ]
         _atomic_write_all(out, files)
         return out
@@ -115,6 +115,17 @@ class Result:
         p = Path(path)
         p.write_text(json.dumps(chrome_trace(self)))
         return p
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every infinite or NaN float replaced by ``None`` (JSON has no Infinity)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _atomic_write_all(folder: Path, files: list[tuple[str, Callable[[Path], None]]]) -> None:
@@ -445,6 +456,8 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         scenario = load_scenario(scenario)
     cfg = scenario.config
     seed = cfg.seed if seed is None else seed
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: must be an integer >= 0 (got {seed!r})")
     registry = registry or default_registry()
     t0 = time.perf_counter()
     sim = Simulator()

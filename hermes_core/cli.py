@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,19 @@ class _Group(click.Group):
 @click.version_option(package_name="hermes-sim")
 def main() -> None:
     """hermes: simulate LLM serving on heterogeneous hardware."""
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Create ``folder`` (for outputs) now, before a long simulation, or raise
+    :class:`ConfigError` naming the option."""
+    from .errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot create folder '{folder}': {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option}: folder '{folder}' is not writable")
 
 
 def default_scenario_path() -> Path:
@@ -163,6 +177,9 @@ def run_cmd(scenario, overrides, output_dir, seed, quiet, trace_file) -> None:
     path = Path(scenario) if scenario else default_scenario_path()
     # the embedded default lives in the package: resolve --set paths against the cwd
     sc = api.load_scenario(path, overrides, base_dir=None if scenario else Path.cwd())
+    _check_writable(Path(output_dir), "--output-dir")
+    if trace_file is not None:
+        _check_writable(Path(trace_file).parent, "--trace")
     console = Console(stderr=True)
     if quiet:
         result = api.run(sc, seed=seed, trace=trace_file is not None)

@@ -22,6 +22,13 @@ from .errors import ConfigError
 from .plugins import validate_model
 
 
+#: Upper bounds that keep a typo from building until memory runs out: replicas of one
+#: client, and devices of one replica (the largest NVLink domain sold, GB200 NVL72, has 72
+#: GPUs; a pod of servers for one replica is far below this).
+MAX_REPLICAS = 10_000
+MAX_DEVICES_PER_REPLICA = 4_096
+
+
 class SLOConfig(BaseModel):
     """Service-level objectives for goodput (all optional, milliseconds)."""
 
@@ -56,9 +63,9 @@ class ClientConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(..., min_length=1)
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
     device: dict[str, Any] = Field(default_factory=lambda: {"type": "gpu"})
-    num_devices: int | None = Field(None, ge=1)
+    num_devices: int | None = Field(None, ge=1, le=MAX_DEVICES_PER_REPLICA)
     interconnect: InterconnectConfig | None = None
     stage: dict[str, Any] | None = None
     stages: list[dict[str, Any]] | None = None
@@ -187,7 +194,7 @@ class ScenarioConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = "scenario"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     workload: dict[str, Any] | None = None
     workloads: list[dict[str, Any]] | None = Field(None, min_length=1)
     clients: list[ClientConfig] = Field(..., min_length=1)
@@ -211,17 +218,43 @@ class ScenarioConfig(BaseModel):
         return [(f"workloads[{i}]", w) for i, w in enumerate(self.workloads or [])]
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a scenario file with ``yaml.safe_load``.
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (PyYAML keeps the
+    last one silently)."""
 
-    Raises :class:`ConfigError` naming the file (and line, for syntax errors)."""
+
+def _mapping_unique(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key}' appears twice in one mapping (first on line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_unique)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a scenario file as safe YAML (no code runs), refusing duplicate keys.
+
+    Raises :class:`ConfigError` naming the file (and line, for syntax errors and duplicate
+    keys) for a missing file, a folder, a file that is not UTF-8 text, invalid YAML or a
+    top level that is not a mapping."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"scenario file '{p}' does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"scenario file '{p}' is a folder; give a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); a scenario is a UTF-8 YAML file") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f"{p}:{mark.line + 1}" if mark else str(p)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -254,10 +255,31 @@ class Registry:
 def validate_model(model: type[BaseModel], data: Any, where: str) -> BaseModel:
     """Validate ``data`` with ``model``; turn the first pydantic error into a
     :class:`ConfigError` whose message starts with the full field path."""
+    bad = _non_finite(data, where)
+    if bad is not None:
+        raise ConfigError(f"{bad[0]}: must be a finite number (got {bad[1]!r})")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, where, model)) from None
+
+
+def _non_finite(data: Any, where: str) -> tuple[str, float] | None:
+    """``(path, value)`` of the first infinite or NaN float in ``data`` (YAML ``.inf``,
+    ``.nan``), or None: no hermes field takes one."""
+    if isinstance(data, float):
+        return None if math.isfinite(data) else (where or "scenario", data)
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            hit = _non_finite(v, f"{where}.{k}" if where else str(k))
+            if hit is not None:
+                return hit
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            hit = _non_finite(v, f"{where}[{i}]")
+            if hit is not None:
+                return hit
+    return None
 
 
 def format_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
@@ -274,7 +296,8 @@ def format_validation_error(exc: ValidationError, where: str, model: type[BaseMo
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
             if model is not None and len(err["loc"]) == 1:
-                msg += "; allowed: " + ", ".join(sorted(model.model_fields))
+                msg += ("; allowed: " + ", ".join(sorted(model.model_fields)) if model.model_fields
+                        else "; this component takes no fields")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         got = err.get("input")

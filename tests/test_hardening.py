@@ -191,7 +191,7 @@ def test_ctrl_c_exits_130(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "run", interrupted)
     result = CliRunner().invoke(cli.main, ["run", str(CLOSED_LOOP), "-q", "-o", str(tmp_path / "o")])
     assert result.exit_code == 130
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o" / "summary.json").exists()  # the folder is checked first, nothing written
 
 
 # 4. Azure trace stamps that are numbers, and UTC offsets
@@ -215,3 +215,58 @@ def test_azure_stamps_with_a_zero_utc_offset_read_as_utc(tmp_path, recwarn):
     times, _, _ = load_azure_csv(p)
     assert times.tolist() == [0.0, 2.5, 3.0]
     assert not [w for w in recwarn if "timezone" in str(w.message)]
+
+
+# Tracebacks that are now one clear error
+def _cli(args, cwd=None):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "hermes_core.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "error: seed: must be an integer >= 0 (got -1)"),
+    (["--set", "clients.0.stage.step_overhead_us=.inf"], "error: clients[0].stage.step_overhead_us: must be a finite number (got inf)"),
+    (["--set", "clients.0.device.memory_GiB=.nan"], "error: clients[0].device.memory_GiB: must be a finite number (got nan)"),
+    (["--set", "clients.0.replicas=1000000"], "error: clients[0].replicas: Input should be less than or equal to 10000"),
+    (["--set", "clients.0.num_devices=1000000"], "error: clients[0].num_devices: Input should be less than or equal to 4096"),
+    (["--set", "clients.0.stage.max_num_batched_tokens=1000000000"],
+     "error: clients[0].stage.max_num_batched_tokens: Input should be less than or equal to 1048576"),
+    (["--set", "clients.0.router={type: round_robin, bogus: 1}"],
+     "error: clients[0].router.bogus: unknown field; this component takes no fields"),
+])
+def test_bad_numbers_give_one_error_line(args, message, tmp_path):
+    proc = _cli(["run", *args, "-q", "-o", str(tmp_path / "o")])
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert " ".join(proc.stderr.split()).startswith(message)
+
+
+def test_scenario_files_that_are_not_yaml_text(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"name: x\n\xff\xfe\x00garbage")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("name: a\nseed: 1\nname: b\n")
+    for path, message in [(binary, "bin.yaml: not UTF-8 text (byte 8)"), (latin, "latin.yaml: not UTF-8 text (byte 9)"),
+                          (tmp_path, "is a folder; give a YAML file"),
+                          (dup, "dup.yaml:3: invalid YAML: key 'name' appears twice in one mapping (first on line 1)")]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_scenario(path)
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_run(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _cli(["run", str(CLOSED_LOOP), "-q", "-o", str(blocker / "out")])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: --output-dir: cannot create folder '{blocker / 'out'}'" in " ".join(proc.stderr.split())
+
+
+def test_summary_json_never_holds_infinity(tmp_path):
+    res = run(load_scenario(CLOSED_LOOP, ["workload.num_requests=4"]))
+    res.summary["synthetic_inf"] = {"a": float("inf"), "b": [float("nan"), 1.0]}
+    res.write(tmp_path)
+    data = json.loads((tmp_path / "summary.json").read_text())  # strict JSON parses
+    assert data["synthetic_inf"] == {"a": None, "b": [None, 1.0]}

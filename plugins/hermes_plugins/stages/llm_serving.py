@@ -155,8 +155,8 @@ class LLMServingConfig(BaseModel):
     model: str
     precision: Precision = Field(default_factory=Precision)
     parallelism: Parallelism = Field(default_factory=Parallelism)
-    max_num_seqs: int = Field(256, ge=1)
-    max_num_batched_tokens: int = Field(8192, ge=1)
+    max_num_seqs: int = Field(256, ge=1, le=1 << 20)
+    max_num_batched_tokens: int = Field(8192, ge=1, le=1 << 20)
     max_model_len: int | None = Field(None, ge=1)
     block_size: int = Field(16, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
