@@ -216,9 +216,17 @@ def run_cmd(scenario, overrides, output_dir, seed, quiet, trace_file) -> None:
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins and the components each registers."""
-    reg = default_registry()
+    """List installed plugins and the components each registers (a plugin that fails to
+    load is listed with its error; the others still load)."""
+    from .plugins import load_plugins
+
+    broken: list = []
+    reg = load_plugins(broken=broken)
     data = reg.plugins()
+    for info, error in broken:
+        data.append({"name": info.name, "distribution": info.distribution, "version": info.version,
+                     "components": {}, "error": error})
+    data.sort(key=lambda p: p["name"])
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -227,8 +235,14 @@ def plugins_cmd(as_json: bool) -> None:
         t.add_column(c)
     for p in data:
         comps = "; ".join(f"{k}: {', '.join(v)}" for k, v in p["components"].items())
+        if "error" in p:
+            comps = f"[bold red]failed to load[/]: {p['error']}"
         t.add_row(p["name"], p["distribution"], p["version"], comps)
     Console().print(t)
+    if broken:
+        names = ",".join(info.name for info, _ in broken)
+        Console(stderr=True).print(f"{len(broken)} plugin(s) failed to load; every other command refuses to run "
+                                   f"until fixed or disabled: HERMES_DISABLE_PLUGINS={names}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

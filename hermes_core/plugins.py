@@ -170,6 +170,12 @@ class Registry:
         self._components[kind][name] = Component(kind, name, obj, config_model, plugin, source)
         self._plugins.setdefault(plugin.name, plugin)
 
+    def _drop_plugin(self, plugin: str) -> None:
+        """Forget every component that ``plugin`` registered (it failed while loading)."""
+        for kind in self._components:
+            self._components[kind] = {n: c for n, c in self._components[kind].items() if c.plugin.name != plugin}
+        self._plugins.pop(plugin, None)
+
     def register_commands(self, cli: Any) -> None:
         """Call every plugin's ``hermes_register_commands(cli)`` hook (the CLI does this
         once). Raises :class:`PluginLoadError` naming the plugin whose hook failed."""
@@ -324,14 +330,8 @@ def _entry_points() -> list[metadata.EntryPoint]:
     return sorted(eps, key=lambda ep: (ep.name, ep.value))
 
 
-def _register(pm: pluggy.PluginManager, obj: object, name: str, info: PluginInfo) -> None:
-    try:
-        pm.register(obj, name=name)
-    except (pluggy.PluginValidationError, ValueError) as exc:
-        raise PluginLoadError(f"Error loading hermes plugin {info.describe()}: {exc}") from None
-
-
-def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool = True) -> Registry:
+def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool = True,
+                 broken: list[tuple[PluginInfo, str]] | None = None) -> Registry:
     """Load plugins and return a frozen :class:`Registry`.
 
     ``extra`` adds in-process plugins as ``(name, module_or_object)`` pairs (tests and
@@ -339,13 +339,22 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
     also installed is loaded once. Entry points are filtered by
     ``HERMES_LOAD_PLUGINS`` / ``HERMES_DISABLE_PLUGINS``.
 
-    Raises :class:`PluginLoadError` as ``Error loading hermes plugin 'x' (dist ver): ...``.
+    Raises :class:`PluginLoadError` as ``Error loading hermes plugin 'x' (dist ver): ...``,
+    with how to disable it. With ``broken`` (a list), a plugin that fails is left out instead
+    (none of its components registered) and ``(info, error)`` is appended: ``hermes
+    plugins`` lists every plugin that way, even when one is broken.
     """
     pm = pluggy.PluginManager("hermes")
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
     only = _csv_env("HERMES_LOAD_PLUGINS")
     disabled = _csv_env("HERMES_DISABLE_PLUGINS") or set()
+
+    def fail(info: PluginInfo, what: str, exc: BaseException | None = None) -> None:
+        if broken is None:
+            raise PluginLoadError(f"Error loading hermes plugin {info.describe()}: {what}" + _disable_hint(info)) from exc
+        broken.append((info, what))
+
     if entry_points:
         for ep in _entry_points():
             if ep.name in disabled or (only is not None and ep.name not in only):
@@ -355,45 +364,66 @@ def load_plugins(extra: Iterable[tuple[str, object]] = (), *, entry_points: bool
             try:
                 obj = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import failure is the plugin's
-                raise PluginLoadError(
-                    f"Error loading hermes plugin {info.describe()}: {type(exc).__name__}: {exc}"
-                ) from exc
+                fail(info, f"{type(exc).__name__}: {exc}", exc)
+                continue
             if pm.is_registered(obj):
                 continue
-            _register(pm, obj, ep.name, info)
+            try:
+                pm.register(obj, name=ep.name)
+            except (pluggy.PluginValidationError, ValueError) as exc:
+                fail(info, str(exc))
+                continue
             infos[ep.name] = info
     for name, obj in extra:
         if pm.is_registered(obj):  # also installed: the entry point already brought it in
             continue
         info = PluginInfo(name, "<in-process>", "-")
-        _register(pm, obj, name, info)
+        try:
+            pm.register(obj, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            fail(info, str(exc))
+            continue
         infos[name] = info
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or str(exc.plugin)
-        who = infos[name].describe() if name in infos else f"'{name}'"
-        raise PluginLoadError(f"Error loading hermes plugin {who}: {exc}") from None
+    while True:
+        try:
+            pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or str(exc.plugin)
+            info = infos.pop(name, None) or PluginInfo(name, "unknown", "unknown")
+            fail(info, str(exc))
+            pm.unregister(exc.plugin)
 
     registry = Registry()
+    failed: set[str] = set()
     for kind, hook_name in _hook_kinds().items():
         hook = getattr(pm.hook, hook_name)
         for impl in sorted(hook.get_hookimpls(), key=lambda i: i.plugin_name):
+            if impl.plugin_name in failed:
+                continue
             info = infos[impl.plugin_name]
             try:
                 impl.function(register=Register(registry, kind, info))
-            except PluginLoadError:
-                raise
             except Exception as exc:  # noqa: BLE001
-                raise PluginLoadError(
-                    f"Error loading hermes plugin {info.describe()}: {hook_name} raised "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+                if broken is None and isinstance(exc, PluginLoadError):
+                    raise PluginLoadError(str(exc) + _disable_hint(info)) from None
+                what = str(exc) if isinstance(exc, PluginLoadError) else f"{hook_name} raised {type(exc).__name__}: {exc}"
+                fail(info, what, exc)
+                failed.add(impl.plugin_name)
+                registry._drop_plugin(impl.plugin_name)
     for info in infos.values():
-        registry._plugins.setdefault(info.name, info)
+        if info.name not in failed:
+            registry._plugins.setdefault(info.name, info)
     registry.freeze()
     registry._pm = pm
     return registry
+
+
+def _disable_hint(info: PluginInfo) -> str:
+    if info.distribution == "<in-process>":
+        return ""
+    return (f" (to run without it: HERMES_DISABLE_PLUGINS={info.name}; `hermes plugins` lists every plugin "
+            "and what is wrong with it)")
 
 
 _DEFAULT: Registry | None = None

@@ -270,3 +270,47 @@ def test_summary_json_never_holds_infinity(tmp_path):
     res.write(tmp_path)
     data = json.loads((tmp_path / "summary.json").read_text())  # strict JSON parses
     assert data["synthetic_inf"] == {"a": None, "b": [None, 1.0]}
+
+
+# A broken plugin does not break `hermes plugins`
+class _FakeEntryPoint:
+    """An installed plugin whose module fails to import."""
+
+    name = "shiny"
+    value = "shiny_plugin"
+    dist = types.SimpleNamespace(name="hermes-shiny", version="0.3")
+
+    def load(self):
+        raise ImportError("No module named 'shiny_dependency'")
+
+
+def test_hermes_plugins_lists_a_broken_plugin_and_the_rest(monkeypatch):
+    from hermes_core import plugins
+
+    real = plugins._entry_points
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [*real(), _FakeEntryPoint()])
+    result = CliRunner().invoke(cli.main, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    data = {p["name"]: p for p in json.loads(result.stdout)}
+    assert data["shiny"]["error"] == "ImportError: No module named 'shiny_dependency'"
+    assert "llm_serving" in data["stages"]["components"]["stages"]
+    # every other command names the plugin and how to run without it
+    with pytest.raises(PluginLoadError, match=r"Error loading hermes plugin 'shiny' \(hermes-shiny 0.3\): ImportError: "
+                                              r"No module named 'shiny_dependency' \(to run without it: "
+                                              r"HERMES_DISABLE_PLUGINS=shiny;"):
+        load_plugins()
+
+
+def test_a_plugin_whose_hook_fails_is_left_out_whole():
+    @hookimpl
+    def stages(register):
+        from hermes_plugins.stages import LLMServing
+        register("half_registered", LLMServing)
+        raise RuntimeError("datasheet missing")
+
+    broken: list = []
+    reg = load_plugins(extra=[("flaky", types.SimpleNamespace(hermes_register_stages=stages))], broken=broken)
+    assert [(info.name, err) for info, err in broken] == [
+        ("flaky", "hermes_register_stages raised RuntimeError: datasheet missing")]
+    assert "half_registered" not in reg.names("stages") and "llm_serving" in reg.names("stages")
+    assert "flaky" not in {p["name"] for p in reg.plugins()}
