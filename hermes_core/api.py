@@ -22,6 +22,7 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+import yaml
 
 from .cluster import Cluster, build_cluster, placement_list, spec_matches
 from .config import TYPING_KEYS, ScenarioConfig, WorkloadTyping, apply_overrides, load_yaml, parse_scenario
@@ -74,6 +75,9 @@ class Result:
     steps: list[StepRecord] = field(default_factory=list, repr=False)
     stage_trace: dict[str, list] | None = field(default=None, repr=False)
     flow_trace: list | None = field(default=None, repr=False)
+    #: what reproduces the run: the resolved scenario (after ``--set``), the seed, hermes's
+    #: version, Python's, and the plugins that were loaded (name, distribution, version)
+    provenance: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def request_rows(self) -> list[dict[str, Any]]:
         """Per-request records as dicts (the rows of ``requests.csv``)."""
@@ -81,7 +85,9 @@ class Result:
 
     def write(self, output_dir: str | Path) -> Path:
         """Write ``summary.json`` and ``requests.csv`` (and ``steps.csv`` for a multi-stage
-        run) into ``output_dir`` (created). Every file is first written whole to a temporary
+        run), and what reproduces the run: ``scenario.yaml`` (the resolved scenario, after
+        ``--set``) and ``run.json`` (seed, hermes and Python versions, the plugins that ran),
+        into ``output_dir`` (created). Every file is first written whole to a temporary
         file in the same folder; only then are they renamed into place, one after the other
         (each rename is atomic on POSIX), so an interrupted write never leaves a truncated
         file, nor a new file beside an old run's."""
@@ -99,6 +105,12 @@ class Result:
         files: list[tuple[str, Callable[[Path], None]]] = [
             ("requests.csv", lambda p: write_requests_csv(p, self.requests, typed=typed)),
             *([("steps.csv", steps)] if typed else []),
+            *([("scenario.yaml", lambda p: p.write_text(
+                f"# the scenario as run (every --set applied); relative paths in it were resolved against\n"
+                f"# {self.provenance['base_dir']}\n" + yaml.safe_dump(self.provenance["scenario"], sort_keys=False))),
+               ("run.json", lambda p: p.write_text(json.dumps(
+                   {k: v for k, v in self.provenance.items() if k != "scenario"}, indent=2) + "\n"))]
+              if self.provenance else []),
             ("summary.json", lambda p: p.write_text(json.dumps(_finite(self.summary), indent=2, allow_nan=False) + "\n")),
         ]
         _atomic_write_all(out, files)
@@ -608,4 +620,16 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
                 tr["note"] = ("moves between a placed and an unplaced client cost nothing "
                               "(place every client on the cluster to price them)")
         summary["transfers"] = tr
-    return Result(summary, reqs, records, trace_data, network.log if network is not None else None)
+    import platform
+
+    from . import __version__
+
+    provenance = {
+        "scenario": {**scenario.raw, "seed": seed},
+        "seed": seed,
+        "base_dir": str(scenario.base_dir),
+        "hermes_version": __version__,
+        "python": platform.python_version(),
+        "plugins": [{k: p[k] for k in ("name", "distribution", "version")} for p in registry.plugins()],
+    }
+    return Result(summary, reqs, records, trace_data, network.log if network is not None else None, provenance)

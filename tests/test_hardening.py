@@ -314,3 +314,17 @@ def test_a_plugin_whose_hook_fails_is_left_out_whole():
         ("flaky", "hermes_register_stages raised RuntimeError: datasheet missing")]
     assert "half_registered" not in reg.names("stages") and "llm_serving" in reg.names("stages")
     assert "flaky" not in {p["name"] for p in reg.plugins()}
+
+
+def test_the_output_folder_holds_what_reproduces_the_run(tmp_path):
+    import yaml
+    res = run(load_scenario(CLOSED_LOOP, ["workload.num_requests=6", "clients.0.stage.max_num_seqs=8"]), seed=3)
+    res.write(tmp_path)
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["seed"] == 3 and meta["hermes_version"]
+    assert {"name": "stages", "distribution": "hermes-sim", "version": meta["hermes_version"]} in meta["plugins"]
+    again = run(load_scenario(tmp_path / "scenario.yaml"))
+    assert yaml.safe_load((tmp_path / "scenario.yaml").read_text())["clients"][0]["stage"]["max_num_seqs"] == 8
+    for key in res.summary:
+        if key != "wall_time_s":
+            assert again.summary[key] == res.summary[key], key
