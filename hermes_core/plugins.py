@@ -12,6 +12,7 @@ Environment switches:
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import math
@@ -213,8 +214,10 @@ class Registry:
             avail = ", ".join(
                 f"'{n}' ({c.plugin.distribution})" for n, c in sorted(self._components[kind].items())
             ) or "none"
+            close = _close(str(name), list(self._components[kind]))
+            hint = f" Did you mean '{close}'?" if close else ""
             raise UnknownComponentError(
-                f"{where}: unknown {_SINGULAR[kind]} '{name}'. Available: {avail}. "
+                f"{where}: unknown {_SINGULAR[kind]} '{name}'.{hint} Available: {avail}. "
                 "Missing a plugin? Run `hermes plugins`."
             ) from None
 
@@ -288,6 +291,15 @@ def _non_finite(data: Any, where: str) -> tuple[str, float] | None:
     return None
 
 
+def _close(word: str, names: list[str]) -> str | None:
+    """The one name a typo most likely meant (case-insensitive, difflib ratio >= 0.75:
+    ``max_num_seq`` -> ``max_num_seqs``, ``memory_gib`` -> ``memory_GiB``, but not ``tpu`` ->
+    ``gpu``), or None."""
+    lower = {n.lower(): n for n in names}
+    hit = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.75)
+    return lower[hit[0]] if hit else None
+
+
 def format_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
     """Render pydantic errors as ``path: message (got value)`` lines; an unknown field lists
     the allowed ones when ``model`` is given and the field is at its top level."""
@@ -301,6 +313,10 @@ def format_validation_error(exc: ValidationError, where: str, model: type[BaseMo
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
+            close = (_close(str(err["loc"][-1]), list(model.model_fields))
+                     if model is not None and len(err["loc"]) == 1 else None)
+            if close:
+                msg += f" (did you mean '{close}'?)"
             if model is not None and len(err["loc"]) == 1:
                 msg += ("; allowed: " + ", ".join(sorted(model.model_fields)) if model.model_fields
                         else "; this component takes no fields")

@@ -328,3 +328,15 @@ def test_the_output_folder_holds_what_reproduces_the_run(tmp_path):
     for key in res.summary:
         if key != "wall_time_s":
             assert again.summary[key] == res.summary[key], key
+
+
+@pytest.mark.parametrize("override, message", [
+    ("clients.0.stage.max_num_seq=4", "clients[0].stage.max_num_seq: unknown field (did you mean 'max_num_seqs'?); allowed:"),
+    ("clients.0.stage.batching.type=chunked_prefil",
+     "clients[0].stage.batching.type: unknown batching policy 'chunked_prefil'. Did you mean 'chunked_prefill'?"),
+    ("clients.0.device.type=tpu", "clients[0].device.type: unknown device 'tpu'. Available:"),  # no far-fetched guess
+])
+def test_typos_get_a_did_you_mean(override, message):
+    with pytest.raises(ConfigError) as err:
+        run(load_scenario(CLOSED_LOOP, [override]))
+    assert str(err.value).startswith(message)

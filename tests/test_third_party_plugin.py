@@ -237,7 +237,7 @@ def test_config_is_validated_by_the_plugin_model(example):
     assert dev.memory_bytes == 128 * 2**30
     with pytest.raises(hermes_core.ConfigError) as err:
         reg.validate("devices", {"type": "example_asic", "memory_gib": 128}, "clients[0].device")
-    assert str(err.value).startswith("clients[0].device.memory_gib: unknown field; allowed: ")
+    assert str(err.value).startswith("clients[0].device.memory_gib: unknown field (did you mean 'memory_GiB'?); allowed: ")
     with pytest.raises(hermes_core.ConfigError, match=r"batching\.prefill_chunk: .*greater than or equal to 1"):
         reg.validate("batching_policies", {"type": "decode_first_fcfs", "prefill_chunk": 0}, "batching")
 

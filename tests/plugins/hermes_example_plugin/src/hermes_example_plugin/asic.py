@@ -32,7 +32,7 @@ class ExampleASICConfig(BaseModel):
     """Scenario fields of ``device: {type: example_asic, ...}`` (all optional).
 
     Unknown fields are rejected (``extra="forbid"``), so a typo such as ``memory_gib`` fails
-    with ``clients[0].device.memory_gib: unknown field; allowed: ...``.
+    with ``clients[0].device.memory_gib: unknown field (did you mean 'memory_GiB'?); allowed: ...``.
     """
 
     model_config = ConfigDict(extra="forbid")
