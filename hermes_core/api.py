@@ -453,9 +453,15 @@ def _check_paths(cfg: ScenarioConfig, clients: Mapping[str, Client], types: Mapp
                             f"({ra.location[0]}) to '{rb.name}' ({rb.location[0]}); add a link between their nodes")
 
 
+def check_scenario(scenario: Scenario | str | Path | Mapping[str, Any], *, registry: Registry | None = None) -> None:
+    """Build everything ``scenario`` names (cluster, clients, stages, devices, workloads,
+    request types) without simulating: raises what :func:`run` would raise for bad input."""
+    run(scenario, registry=registry, _check_only=True)
+
+
 def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None = None,
         registry: Registry | None = None, progress: Callable[[float, int, int], None] | None = None,
-        trace: bool = False) -> Result:
+        trace: bool = False, _check_only: bool = False) -> Result:
     """Simulate ``scenario`` and return a :class:`Result`.
 
     ``seed`` overrides the scenario's seed. ``progress(sim_time_s, requests_done,
@@ -570,6 +576,8 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
             workload.start(sim, submit)
             expected += workload.expected_requests() or 0
 
+    if _check_only:
+        return None  # type: ignore[return-value]
     cb = None
     if progress is not None:
         cb = lambda now: progress(now, len(metrics.requests), expected)  # noqa: E731

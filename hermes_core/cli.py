@@ -172,11 +172,20 @@ def print_summary(console: Console, s: dict) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), default=None,
               help="Also write a Chrome trace-event JSON file (open it in ui.perfetto.dev).")
-def run_cmd(scenario, overrides, output_dir, seed, quiet, trace_file) -> None:
+@click.option("--print-config", is_flag=True,
+              help="Print the scenario as it would run (every --set applied, validated) as YAML, and exit.")
+def run_cmd(scenario, overrides, output_dir, seed, quiet, trace_file, print_config) -> None:
     """Simulate SCENARIO (a YAML file; the embedded default when omitted)."""
     path = Path(scenario) if scenario else default_scenario_path()
     # the embedded default lives in the package: resolve --set paths against the cwd
     sc = api.load_scenario(path, overrides, base_dir=None if scenario else Path.cwd())
+    if print_config:
+        import yaml
+
+        api.check_scenario(sc)
+        raw = {**sc.raw, **({"seed": seed} if seed is not None else {})}
+        click.echo(yaml.safe_dump(raw, sort_keys=False), nl=False)
+        return
     _check_writable(Path(output_dir), "--output-dir")
     if trace_file is not None:
         _check_writable(Path(trace_file).parent, "--trace")

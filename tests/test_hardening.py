@@ -340,3 +340,16 @@ def test_typos_get_a_did_you_mean(override, message):
     with pytest.raises(ConfigError) as err:
         run(load_scenario(CLOSED_LOOP, [override]))
     assert str(err.value).startswith(message)
+
+
+def test_print_config_prints_the_validated_scenario_and_runs_nothing(tmp_path):
+    import yaml
+    result = CliRunner().invoke(cli.main, ["run", str(CLOSED_LOOP), "--print-config", "--set", "clients.0.replicas=2",
+                                           "--seed", "5", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.stdout)
+    assert printed["clients"][0]["replicas"] == 2 and printed["seed"] == 5
+    assert printed["workload"] == yaml.safe_load(CLOSED_LOOP.read_text())["workload"]
+    assert not (tmp_path / "o").exists()
+    bad = CliRunner().invoke(cli.main, ["run", str(CLOSED_LOOP), "--print-config", "--set", "clients.0.stage.tp=3"])
+    assert bad.exit_code == 2 and "clients[0].stage.tp: unknown field" in bad.output
