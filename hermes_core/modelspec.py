@@ -180,8 +180,10 @@ class ModelSpec:
     def from_hf_config(cls, cfg: dict[str, Any], name: str = "", source: str = "") -> ModelSpec:
         """Build from a parsed ``config.json``.
 
-        Raises :class:`ConfigError` naming the missing field, or a multi-head latent
-        attention config without one of its dimensions.
+        Raises :class:`ConfigError` naming the file and the field for a missing field, a
+        dimension that is not a positive integer (``"hidden_size": "big"``,
+        ``"num_attention_heads": 0``), or a multi-head latent attention config without one of
+        its dimensions.
         """
         where = source or name or "config.json"
         if "text_config" in cfg and "hidden_size" not in cfg:
@@ -192,11 +194,22 @@ class ModelSpec:
                 raise ConfigError(f"{where}: missing field '{key}' in config.json")
             return cfg[key]
 
-        hidden = int(need("hidden_size"))
-        heads = int(need("num_attention_heads"))
-        layers = int(need("num_hidden_layers"))
-        kv_heads = int(cfg.get("num_key_value_heads") or heads)
-        head_dim = int(cfg.get("head_dim") or hidden // heads)
+        def count(key: str, value: Any) -> int:
+            # a config.json dimension: a positive integer (JSON numbers like 4096.0 accepted)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+                raise ConfigError(f"{where}: '{key}' in config.json must be a positive integer, got {value!r}")
+            return int(value)
+
+        hidden = count("hidden_size", need("hidden_size"))
+        heads = count("num_attention_heads", need("num_attention_heads"))
+        layers = count("num_hidden_layers", need("num_hidden_layers"))
+        count("vocab_size", need("vocab_size"))
+        kv_heads = count("num_key_value_heads", cfg["num_key_value_heads"]) if cfg.get("num_key_value_heads") is not None \
+            else heads
+        head_dim = count("head_dim", cfg["head_dim"]) if cfg.get("head_dim") is not None else hidden // heads
+        if "intermediate_size" in cfg and cfg["intermediate_size"] is not None and not isinstance(cfg["intermediate_size"], list):
+            if cfg["intermediate_size"] != 0:
+                count("intermediate_size", cfg["intermediate_size"])
         n_exp = int(cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 0)
         top_k = int(cfg.get("num_experts_per_tok") or 0) if n_exp else 0
         if n_exp:

@@ -353,3 +353,15 @@ def test_print_config_prints_the_validated_scenario_and_runs_nothing(tmp_path):
     assert not (tmp_path / "o").exists()
     bad = CliRunner().invoke(cli.main, ["run", str(CLOSED_LOOP), "--print-config", "--set", "clients.0.stage.tp=3"])
     assert bad.exit_code == 2 and "clients[0].stage.tp: unknown field" in bad.output
+
+
+@pytest.mark.parametrize("key, value", [("hidden_size", "big"), ("num_attention_heads", 0), ("num_hidden_layers", -2),
+                                        ("vocab_size", 1.5), ("num_key_value_heads", True)])
+def test_a_model_config_with_a_bad_dimension_names_file_and_key(tmp_path, key, value):
+    from hermes_core import ModelSpec
+    cfg = json.loads((ROOT / "plugins/hermes_plugins/models/catalog/llama-3.1-8b.json").read_text())
+    cfg[key] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=rf"{path}: '{key}' in config.json must be a positive integer, got {value!r}"):
+        ModelSpec.from_file(path)
