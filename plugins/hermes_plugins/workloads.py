@@ -65,6 +65,10 @@ AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MAX_SYNTHETIC_REQUESTS = 10_000_000
 
 _FINITE = {"allow_inf_nan": False}
+#: Largest sequence length a workload may ask for (tokens): 10 million, beyond every model's
+#: context window (the longest, Llama 4 Scout's, is 10M), so a typo such as 1e11 is refused
+#: instead of building arrays until memory runs out.
+MAX_TOKENS = 10_000_000
 
 
 # ---------------------------------------------------------------------------------------
@@ -103,15 +107,16 @@ class LengthDist(BaseModel):
     dist: Literal["fixed", "uniform", "lognormal"] = Field(
         description="Distribution family: fixed, uniform or lognormal."
     )
-    value: int | None = Field(None, ge=1, description="fixed: the length (tokens, >= 1).")
-    low: int | None = Field(None, ge=1, description="uniform: smallest length (tokens, >= 1, inclusive).")
-    high: int | None = Field(None, ge=1, description="uniform: largest length (tokens, inclusive, >= low).")
-    mean: float | None = Field(None, gt=0, **_FINITE, description="lognormal: mean length (tokens, > 0).")
+    value: int | None = Field(None, ge=1, le=MAX_TOKENS, description="fixed: the length (tokens, >= 1).")
+    low: int | None = Field(None, ge=1, le=MAX_TOKENS, description="uniform: smallest length (tokens, >= 1, inclusive).")
+    high: int | None = Field(None, ge=1, le=MAX_TOKENS, description="uniform: largest length (tokens, inclusive, >= low).")
+    mean: float | None = Field(None, gt=0, le=MAX_TOKENS, **_FINITE, description="lognormal: mean length (tokens, > 0).")
     sigma: float | None = Field(
-        None, ge=0, **_FINITE, description="lognormal: standard deviation of the underlying normal (>= 0)."
+        None, ge=0, le=10, **_FINITE, description="lognormal: standard deviation of the underlying normal (0 to 10)."
     )
-    min: int = Field(1, ge=1, description="lognormal: clip samples below this (tokens, default 1).")
-    max: int | None = Field(None, ge=1, description="lognormal: clip samples above this (tokens, default no limit).")
+    min: int = Field(1, ge=1, le=MAX_TOKENS, description="lognormal: clip samples below this (tokens, default 1).")
+    max: int | None = Field(None, ge=1, le=MAX_TOKENS,
+                            description="lognormal: clip samples above this (tokens, default MAX_TOKENS).")
 
     @model_validator(mode="after")
     def _check_fields(self) -> LengthDist:
@@ -140,7 +145,7 @@ class LengthDist(BaseModel):
             return rng.integers(self.low, self.high, size=n, endpoint=True, dtype=np.int64)
         mu = math.log(self.mean) - 0.5 * self.sigma**2
         x = np.rint(rng.lognormal(mu, self.sigma, size=n))
-        hi = np.inf if self.max is None else self.max
+        hi = MAX_TOKENS if self.max is None else self.max
         return np.clip(x, self.min, hi).astype(np.int64)
 
 
@@ -691,9 +696,10 @@ class SyntheticWorkload(_ArrivalReplay):
         arrival: Literal["poisson", "gamma"] = Field(
             "poisson", description="Inter-arrival distribution: poisson (exponential gaps) or gamma."
         )
-        rate_rps: float = Field(gt=0, **_FINITE, description="Mean arrival rate (requests per second, > 0).")
+        rate_rps: float = Field(ge=1e-6, le=1e6, **_FINITE,
+                                description="Mean arrival rate (requests per second, 1e-6 to 1e6).")
         cv: float | None = Field(
-            None, gt=0, **_FINITE,
+            None, ge=1e-3, le=1e3, **_FINITE,
             description="gamma only (required there): coefficient of variation of the inter-arrival "
             "times (std / mean, > 0; 1 is Poisson).",
         )
