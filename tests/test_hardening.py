@@ -371,7 +371,7 @@ def test_a_model_config_with_a_bad_dimension_names_file_and_key(tmp_path, key, v
     ("{type: synthetic, arrival: gamma, cv: 1.0e-300, rate_rps: 1, num_requests: 5, isl: 100, osl: 10}",
      "workload.cv: Input should be greater than or equal to 0.001"),
     ("{type: synthetic, rate_rps: 1.0e-308, num_requests: 5, isl: 100, osl: 10}",
-     "workload.rate_rps: Input should be greater than or equal to 0.000001"),
+     "workload.rate_rps: must be at least 1e-6 requests/s"),
     ("{type: synthetic, rate_rps: 1, num_requests: 5, isl: {dist: lognormal, mean: 1.0e+300, sigma: 1}, osl: 10}",
      "workload.isl.mean: Input should be less than or equal to 10000000"),
     ("{type: closed_loop, concurrency: 1, isl: 100000000000, osl: 1}",

@@ -696,7 +696,7 @@ class SyntheticWorkload(_ArrivalReplay):
         arrival: Literal["poisson", "gamma"] = Field(
             "poisson", description="Inter-arrival distribution: poisson (exponential gaps) or gamma."
         )
-        rate_rps: float = Field(ge=1e-6, le=1e6, **_FINITE,
+        rate_rps: float = Field(gt=0, le=1e6, **_FINITE,
                                 description="Mean arrival rate (requests per second, 1e-6 to 1e6).")
         cv: float | None = Field(
             None, ge=1e-3, le=1e3, **_FINITE,
@@ -713,6 +713,13 @@ class SyntheticWorkload(_ArrivalReplay):
         osl: LengthDist = Field(
             description="Output length (output sequence length, tokens): an int or a LengthDist mapping."
         )
+
+        @field_validator("rate_rps")
+        @classmethod
+        def _rate_floor(cls, v: float) -> float:
+            if v < 1e-6:
+                raise ValueError(f"must be at least 1e-6 requests/s (one request in 11.6 days), got {v!r}")
+            return v
 
         @field_validator("isl", "osl", mode="before")
         @classmethod
