@@ -188,14 +188,22 @@ TYPED_COLUMNS = ("request_type", "stopped_at", "stopped_on")
 
 def write_requests_csv(path: Path, requests: Iterable[Request], typed: bool = False) -> None:
     """Write ``requests.csv`` (columns :data:`REQUEST_COLUMNS`, plus :data:`TYPED_COLUMNS`
-    when ``typed``; empty cell = not applicable)."""
+    when ``typed``, plus one column per key that a stage wrote into
+    :attr:`Request.annotations`, in sorted order (a key named like a standard column gets the
+    prefix ``annotation.``); empty cell = not applicable)."""
+    reqs = sorted(requests, key=lambda r: r.id)
+    base = REQUEST_COLUMNS + (TYPED_COLUMNS if typed else ())
+    keys = sorted({k for r in reqs if r.annotations for k in r.annotations} - set(TYPED_COLUMNS))
+    extra = {k: (f"annotation.{k}" if k in base else k) for k in keys}
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=REQUEST_COLUMNS + (TYPED_COLUMNS if typed else ()))
+        w = csv.DictWriter(fh, fieldnames=base + tuple(extra.values()))
         w.writeheader()
-        for r in sorted(requests, key=lambda r: r.id):
+        for r in reqs:
             (row,) = request_rows([r])
+            ann = r.annotations or {}
             if typed:
-                ann = r.annotations or {}
                 row.update(request_type=r.request_type, stopped_at=ann.get("stopped_at", ""),
                            stopped_on=ann.get("stopped_on", ""))
+            for k, col in extra.items():
+                row[col] = ann.get(k)
             w.writerow({k: ("" if v is None else v) for k, v in row.items()})

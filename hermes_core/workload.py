@@ -48,7 +48,8 @@ class Request:
     dropped_reason: str = ""
     #: Inter-token latencies are aggregated on the fly; the largest gap is kept per request.
     max_itl: float = 0.0
-    #: Free-form per-stage notes (e.g. ``{"rag_retrieval_s": 0.0025, "prompt_tokens_before_rag": 512}``);
+    #: Per-request values a stage records (e.g. ``{"rag_retrieval_s": 0.0025,
+    #: "prompt_tokens_before_rag": 512}``); each key becomes a column of ``requests.csv``.
     #: ``None`` until a stage writes one, so plain runs pay nothing for it.
     annotations: dict | None = None
     # -- multi-stage requests (scenarios with request_types) -------------------------------

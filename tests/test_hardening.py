@@ -381,3 +381,17 @@ def test_degenerate_workload_numbers_are_refused(workload, message):
     with pytest.raises(ConfigError) as err:
         run(load_scenario(CLOSED_LOOP, [f"workload={workload}"]))
     assert str(err.value).startswith(message)
+
+
+def test_request_annotations_become_requests_csv_columns(tmp_path):
+    from hermes_core import Request
+    from hermes_core.metrics import REQUEST_COLUMNS, write_requests_csv
+
+    a = Request(1, 0.0, 10, 2, annotations={"cache_hit": True, "status": "x"})
+    b = Request(0, 0.0, 10, 2, annotations={"retrieval_s": 0.25})
+    c = Request(2, 0.0, 10, 2)
+    write_requests_csv(tmp_path / "r.csv", [a, b, c])
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert list(rows[0]) == [*REQUEST_COLUMNS, "cache_hit", "retrieval_s", "annotation.status"]
+    assert [(r["id"], r["cache_hit"], r["retrieval_s"], r["annotation.status"]) for r in rows] == [
+        ("0", "", "0.25", ""), ("1", "True", "", "x"), ("2", "", "", "")]
