@@ -222,12 +222,80 @@ def run_cmd(scenario, overrides, output_dir, seed, quiet, trace_file, print_conf
         Console().print("wrote " + ", ".join(str(p) for p in written[:-1]) + f" and {written[-1]}")
 
 
+def component_fields(config_model) -> list[dict]:
+    """``[{name, type, default}]`` of a component's config model (``default`` is
+    ``"required"`` for a field without one)."""
+    from pydantic_core import PydanticUndefined
+
+    out = []
+    for name, f in (config_model.model_fields if config_model is not None else {}).items():
+        if f.default is not PydanticUndefined:
+            default = f.default
+        elif f.default_factory is not None:
+            default = f.default_factory()
+        else:
+            default = "required"
+        typ = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+        out.append({"name": name, "type": typ, "default": default})
+    return out
+
+
+def _presets(obj) -> list[str]:
+    """Preset names of a device class: the ``PRESETS`` mapping of its module, if any."""
+    mod = sys.modules.get(getattr(obj, "__module__", ""), None)
+    presets = getattr(mod, "PRESETS", None)
+    return sorted(presets) if isinstance(presets, dict) else []
+
+
+def _components_cmd(as_json: bool) -> None:
+    from .plugins import KINDS
+
+    reg = default_registry()
+    data: dict = {}
+    for kind in KINDS:
+        for name in reg.names(kind):
+            c = reg.get(kind, name)
+            entry = {"plugin": c.plugin.name, "distribution": c.plugin.distribution, "source": c.source}
+            if kind == "models":
+                entry["path"] = str(c.obj)
+            else:
+                entry["fields"] = component_fields(c.config_model)
+                if kind == "devices" and _presets(c.obj):
+                    entry["presets"] = _presets(c.obj)
+            data.setdefault(kind, {})[name] = entry
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    console = Console()
+    for kind, comps in data.items():
+        t = Table(title=kind)
+        for col in ("name", "distribution", "source" if kind == "models" else "fields (default)"):
+            t.add_column(col, overflow="fold")
+        for name, e in comps.items():
+            if kind == "models":
+                t.add_row(name, e["distribution"], e["source"])
+                continue
+            fields = ", ".join(f"{f['name']} (required)" if f["default"] == "required" else f"{f['name']}={f['default']!r}"
+                               for f in e["fields"]) or "none"
+            if e.get("presets"):
+                fields = f"presets: {', '.join(e['presets'])}; " + fields
+            t.add_row(name, e["distribution"], fields)
+        console.print(t)
+
+
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins_cmd(as_json: bool) -> None:
+@click.option("--components", is_flag=True,
+              help="List every component (stages, devices with their presets, policies, workloads, routers, "
+                   "cluster node and link types, models) with its config fields and defaults, or its source.")
+def plugins_cmd(as_json: bool, components: bool) -> None:
     """List installed plugins and the components each registers (a plugin that fails to
     load is listed with its error; the others still load)."""
     from .plugins import load_plugins
+
+    if components:
+        _components_cmd(as_json)
+        return
 
     broken: list = []
     reg = load_plugins(broken=broken)

@@ -395,3 +395,16 @@ def test_request_annotations_become_requests_csv_columns(tmp_path):
     assert list(rows[0]) == [*REQUEST_COLUMNS, "cache_hit", "retrieval_s", "annotation.status"]
     assert [(r["id"], r["cache_hit"], r["retrieval_s"], r["annotation.status"]) for r in rows] == [
         ("0", "", "0.25", ""), ("1", "True", "", "x"), ("2", "", "", "")]
+
+
+def test_plugins_components_lists_fields_defaults_presets_and_models():
+    result = CliRunner().invoke(cli.main, ["plugins", "--components", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    fields = {f["name"]: f["default"] for f in data["stages"]["llm_serving"]["fields"]}
+    assert fields["model"] == "required" and fields["max_num_seqs"] == 256 and fields["role"] == "both"
+    assert {"h100_sxm", "h200_sxm"} <= set(data["devices"]["gpu"]["presets"])
+    assert data["devices"]["cpu_socket"]["presets"] == ["xeon_6980p", "xeon_8480p"]
+    assert data["models"]["llama-3.1-70b"]["source"]
+    assert data["links"]["ib_ndr"]["source"].startswith("bandwidth: InfiniBand NDR")
+    assert {f["name"] for f in data["cluster_nodes"]["hgx_h100"]["fields"]} == {"gpu", "nics"}
