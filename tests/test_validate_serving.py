@@ -160,12 +160,25 @@ def test_wrong_format_file_is_one_clear_error(tmp_path):
         S.read_points(tmp_path / "missing.csv")
 
 
-def test_bad_cell_names_file_line_and_column(tmp_path):
+def test_bad_cell_names_file_line_and_column_and_keeps_the_other_rows(tmp_path):
     rows = _rows(DATA)
     rows[2]["isl"] = "long"
     path = _write(tmp_path / "bad.csv", rows)
-    with pytest.raises(ConfigError, match=r"bad\.csv:4: column 'isl': not a number \('long'\)"):
-        S.read_points(path)
+    points = S.read_points(path)  # the file is read: one row is not usable, the others are
+    assert len(points) == len(rows)
+    assert S.unsupported_reason(points[2]) == f"{path}:4: column 'isl': not a number ('long')"
+    assert points[1].cell_error is None
+
+
+def test_moe_columns_at_zero_on_a_dense_row_are_not_an_error(tmp_path):
+    """aiconfigurator's own silicon file writes moe_ep_size 0 on dense-model rows."""
+    rows = _rows(DATA)
+    dense = next(i for i, r in enumerate(rows) if "Llama" in r["model_path"])
+    rows[dense]["moe_ep_size"] = "0"
+    rows[dense]["moe_tp_size"] = "0"
+    points = S.read_points(_write(tmp_path / "zeros.csv", rows))
+    assert points[dense].cell_error is None and points[dense].moe_ep is None
+    assert S.unsupported_reason(points[dense]) == S.unsupported_reason(S.read_points(DATA)[dense])
 
 
 def test_scenario_mapping_follows_the_documented_assumptions():

@@ -487,6 +487,9 @@ class Point:
     #: The InferenceMAX row of the same file that this aiconfigurator gap-analysis row repeats
     #: (same settings, same measured TTFT and TPOT; :func:`link_copies`), else ``None``.
     copy_of: Point | None = field(default=None, repr=False, compare=False)
+    #: Why a cell of this row cannot be used (``column 'x': ...``), else ``None``: the row is
+    #: listed as not modelled with this reason; the rest of the file is still read.
+    cell_error: str | None = None
 
 
 _MEASURED = re.compile(r"measured=(\d{4})-(\d{2})-(\d{2})")
@@ -510,9 +513,9 @@ def _int(x: float | None) -> int | None:
 
 
 def read_points(path: Path) -> list[Point]:
-    """Parse an aiconfigurator silicon CSV. Raises :class:`ConfigError` naming the file (and
-    line and column for a bad cell) when the file is missing, is not this format, lacks a
-    column or holds a non-numeric number."""
+    """Parse an aiconfigurator silicon CSV. Raises :class:`ConfigError` naming the file when
+    it is missing, is not this format, lacks a column or has no data row. A row with a cell it
+    cannot use is kept with its reason (:attr:`Point.cell_error`), listed as not modelled."""
     try:
         fh = open(path, newline="")
     except FileNotFoundError:
@@ -569,30 +572,45 @@ def link_copies(points: Sequence[Point]) -> None:
             p.copy_of = originals.get(_measurement_key(p))
 
 
+#: Columns of a parallelism that a row may leave at 0 where it does not apply (aiconfigurator's
+#: own silicon files write ``moe_tp_size`` / ``moe_ep_size`` 0 on dense-model rows): read as empty.
+ZERO_MEANS_NOT_APPLICABLE = ("moe_tp_size", "moe_ep_size", "attention_dp_size", "pp_size")
+
+
 def _parse(path: Path, line: int, row: dict[str, str | None]) -> Point:
+    """One row as a :class:`Point`. A cell the row cannot be used with (not a number, empty
+    where needed, not positive) does not refuse the file: the row gets ``cell_error`` (its
+    ``file:line: column 'x': ...`` reason) and is listed as not modelled."""
     cells = {k: (v or "") for k, v in row.items() if k is not None}
+    errors: list[str] = []
 
     def num(col: str, required: bool = True, positive: bool = True) -> float | None:
         try:
             v = _num(cells[col])
         except ValueError:
-            raise ConfigError(f"{path}:{line}: column '{col}': not a number ({cells[col]!r})") from None
+            errors.append(f"{path}:{line}: column '{col}': not a number ({cells[col]!r})")
+            return None
+        if v == 0 and col in ZERO_MEANS_NOT_APPLICABLE:
+            return None
         if v is None and required:
-            raise ConfigError(f"{path}:{line}: column '{col}' is empty")
+            errors.append(f"{path}:{line}: column '{col}' is empty")
+            return None
         if v is not None and (not math.isfinite(v) or (positive and v <= 0)):
-            raise ConfigError(f"{path}:{line}: column '{col}': must be a positive number (got {cells[col]})")
+            errors.append(f"{path}:{line}: column '{col}': must be a positive number (got {cells[col]})")
+            return None
         return v
 
     return Point(
         line=line, raw=cells, id=cells["id"], backend=cells["backend"].strip().lower(),
         model_path=cells["model_path"].strip(), system=cells["system"].strip().lower(),
-        mode=cells["mode"].strip().lower(), isl=_int(num("isl")), osl=_int(num("osl")),
+        mode=cells["mode"].strip().lower(), isl=_int(num("isl")) or 0, osl=_int(num("osl")) or 0,
         gemm_quant_mode=cells["gemm_quant_mode"].strip().lower(),
         batch_size=_int(num("batch_size", required=False)), tp=_int(num("tp_size", required=False)),
         pp=_int(num("pp_size", required=False)),
         attention_dp=_int(num("attention_dp_size", required=False)),
         moe_tp=_int(num("moe_tp_size", required=False)), moe_ep=_int(num("moe_ep_size", required=False)),
-        ttft_ms=num("silicon_ttft_ms"), tpot_ms=num("silicon_tpot_ms"),
+        ttft_ms=num("silicon_ttft_ms") or 0.0, tpot_ms=num("silicon_tpot_ms") or 0.0,
+        cell_error=errors[0] if errors else None,
     )
 
 
@@ -650,6 +668,8 @@ SPECULATIVE_RUNS: dict[tuple[str, str, datetime.date], str] = {
 
 def unsupported_reason(p: Point) -> str | None:
     """Why hermes cannot simulate this row yet, or ``None`` if it can."""
+    if p.cell_error is not None:
+        return p.cell_error
     if p.mode != "agg":
         if p.mode == "disagg":
             return "disaggregated serving (mode=disagg): prefill-decode disaggregation is not modelled yet"
