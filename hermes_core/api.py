@@ -598,6 +598,11 @@ def run(scenario: Scenario | str | Path | Mapping[str, Any], *, seed: int | None
         {**dev, "replica": name} for per_stage in summary["clients"].values() for name, rep in per_stage.items()
         for dev in rep.get("devices", [])
     ]
+    from .cost import cost_summary
+
+    summary["cost"] = cost_summary(  # the devices of every replica (its stages share them)
+        (pair for c in clients.values() for r in c.replicas if r.stages
+         for pair in zip(r.stages[0].ctx.device_names, r.stages[0].ctx.devices)), summary)
     reqs = list(metrics.requests)
     seen = {id(r) for r in reqs}
     if coordinator is not None:

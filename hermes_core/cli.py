@@ -98,6 +98,23 @@ def _bytes(n: float) -> str:
     return f"{n:,.0f} B"
 
 
+def _cost_line(c: dict) -> str:
+    """``cost: $25.60/h, 169,691 output tokens per $, 0.882 J per token (5.49 kW)``; a figure
+    that is unknown says why."""
+    price = (f"${c['usd_per_hour']:,.2f}/h" if c["usd_per_hour"] is not None
+             else f"price unknown for {len(c['missing'])} device(s)")
+    parts = [price]
+    per_usd = c["output_tokens_per_usd"]
+    if per_usd is not None:
+        parts.append(f"{per_usd / 1e6:.2f} M output tokens per $" if per_usd >= 1e6
+                     else f"{per_usd:,.0f} output tokens per $")
+    if c["average_power_W"] is None:
+        parts.append(f"power unknown for {len(c['missing_power'])} device(s)")
+    elif c["joules_per_token"] is not None:
+        parts.append(f"{c['joules_per_token']:.3g} J per token ({c['average_power_W'] / 1e3:,.2f} kW)")
+    return "cost: " + ", ".join(parts)
+
+
 def print_summary(console: Console, s: dict) -> None:
     """Render the human-readable summary table."""
     r = s["requests"]
@@ -123,6 +140,8 @@ def print_summary(console: Console, s: dict) -> None:
     )
     if "goodput" in s:
         console.print(f"goodput: {s['goodput']['requests_per_s']:.2f} req/s within {s['goodput']['slo']}")
+    if "cost" in s:
+        console.print(_cost_line(s["cost"]))
     types = s.get("request_types")
     if types:
         rt = Table(title="request types (ms)")

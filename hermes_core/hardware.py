@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: Bytes per element of the precisions hermes knows.
 DTYPE_BYTES: dict[str, float] = {
@@ -76,6 +77,23 @@ class HardwareNode(ABC):
             ``link_bandwidth``), passed to :meth:`hermes_core.Topology.allreduce_time`;
             ``None`` (default): the ring with ``collective_latency``.
         provenance: where the numbers come from (datasheet, measured file).
+        usd_per_hour: the rental price of one device ($/hour), e.g. a cloud on-demand list
+            price per GPU-hour; ``None``: unknown (the run's ``cost`` section then lists the
+            device under ``missing`` and gives no dollar figures).
+        idle_power: the device's power draw when it holds its work but runs none (W), e.g.
+            a GPU with the serving engine's CUDA context and model loaded, between steps;
+            ``None``: unknown.
+        max_power: its power draw at full load (W), e.g. the board's TDP; ``None``: unknown.
+        price_source, power_source: where ``usd_per_hour`` and ``idle_power`` /
+            ``max_power`` come from (document and date, or "assumption").
+
+    Power model (:meth:`average_power`): a device busy a fraction ``b`` of the run draws on
+    average ``idle_power + (max_power - idle_power) * b``, the utilisation-weighted linear
+    model of server power (Fan, Weber and Barroso, "Power Provisioning for a Warehouse-sized
+    Computer", ISCA 2007, who found it close to the measured power of whole servers).
+    It is a first-order model: it charges the full-load power whenever the device works,
+    whatever the work (a memory-bound decode step at batch 1 draws well below TDP on a real
+    GPU), and ignores clocks, temperature and power capping.
     """
 
     Config: ClassVar[type[BaseModel]]
@@ -88,6 +106,20 @@ class HardwareNode(ABC):
     collective_latency: float = 0.0
     allreduce_algorithms: Mapping[str, tuple[float, float]] | None = None
     provenance: str = ""
+    usd_per_hour: float | None = None
+    idle_power: float | None = None
+    max_power: float | None = None
+    price_source: str = ""
+    power_source: str = ""
+
+    def average_power(self, busy_fraction: float) -> float | None:
+        """Average power draw (W) of the device when busy ``busy_fraction`` of the time
+        (clipped to [0, 1]): ``idle_power + (max_power - idle_power) * busy_fraction``;
+        ``None`` when either power is unknown."""
+        if self.idle_power is None or self.max_power is None:
+            return None
+        b = min(max(float(busy_fraction), 0.0), 1.0)
+        return self.idle_power + (self.max_power - self.idle_power) * b
 
     @abstractmethod
     def peak_flops(self, dtype: str) -> float:
@@ -143,3 +175,24 @@ class HardwareNode(ABC):
             "peak_bf16_TFLOPs": self.peak_flops("bf16") / 1e12 if self._has("bf16") else None,
             "provenance": self.provenance,
         }
+
+
+def check_power_order(config: BaseModel, idle_W: float | None, tdp_W: float | None, what: str) -> None:
+    """Check that a device config's idle power does not exceed its full-load power, where
+    ``config`` has optional ``idle_W`` / ``tdp_W`` overrides and ``idle_W`` / ``tdp_W`` are the
+    defaults they override (``what`` names them in the message, e.g. ``"preset h100_sxm"``).
+    Call it from the config's ``model_validator(mode="after")``: it raises a pydantic
+    ``ValidationError`` located at the field the user gave (``idle_W``, else ``tdp_W``), so
+    hermes reports ``clients[0].device.idle_W: must be <= ...``."""
+    idle = config.idle_W if config.idle_W is not None else idle_W
+    tdp = config.tdp_W if config.tdp_W is not None else tdp_W
+    if idle is None or tdp is None or idle <= tdp:
+        return
+    if config.idle_W is not None:
+        field = "idle_W"
+        msg = f"must be <= tdp_W, the full-load power ({tdp:g} W{'' if config.tdp_W is not None else ', ' + what})"
+    else:
+        field = "tdp_W"
+        msg = f"must be >= idle_W, the idle power ({idle:g} W, {what}); set idle_W too"
+    raise ValidationError.from_exception_data(type(config).__name__, [InitErrorDetails(
+        type=PydanticCustomError("power_order", msg), loc=(field,), input=getattr(config, field))])

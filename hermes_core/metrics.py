@@ -5,8 +5,10 @@
   token.
 * **ITL**: every gap between consecutive tokens of a request, pooled over all requests.
 * **E2E latency**: finish time minus arrival time, per request.
-* **Throughput**: completed requests, input tokens and output tokens divided by the
-  benchmark duration (first arrival to last finish).
+* **Throughput**: completed requests, input tokens, output tokens and both together (vLLM's
+  ``total_token_throughput``) divided by the benchmark duration (first arrival to last
+  finish); ``total_input_tokens`` and ``total_output_tokens`` are the sums over completed
+  requests, as vLLM reports them.
 * **Goodput**: completed requests per second that meet every SLO given.
 
 Percentiles are numpy's linear interpolation, as in ``benchmark_serving``. TTFT, TPOT and
@@ -40,12 +42,13 @@ REQUEST_COLUMNS = (
 
 
 def distribution(values_s: np.ndarray) -> dict[str, float | None]:
-    """``{mean, p50, p90, p95, p99}`` in milliseconds of ``values_s`` (seconds); ``None``
-    entries for an empty array."""
+    """``{mean, std, p50, p90, p95, p99}`` in milliseconds of ``values_s`` (seconds); ``std``
+    is the population standard deviation (``np.std``, as vLLM's ``bench serve`` reports it);
+    ``None`` entries for an empty array."""
     if len(values_s) == 0:
-        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
+        return {"mean": None, "std": None, **{f"p{p}": None for p in PERCENTILES}}
     ms = np.asarray(values_s, dtype=float) * 1e3
-    out = {"mean": float(ms.mean())}
+    out = {"mean": float(ms.mean()), "std": float(ms.std())}
     for p, v in zip(PERCENTILES, np.percentile(ms, PERCENTILES)):
         out[f"p{p}"] = float(v)
     return out
@@ -58,6 +61,7 @@ class MetricsCollector:
         self.requests: list[Request] = []
         self._itl = DDSketch(relative_accuracy=0.001)
         self._itl_sum = 0.0
+        self._itl_sumsq = 0.0
         self._itl_count = 0
 
     def add_itl(self, gap_s: float, count: int = 1) -> None:
@@ -66,6 +70,7 @@ class MetricsCollector:
         if count > 0:
             self._itl.add(gap_s, count)
             self._itl_sum += gap_s * count
+            self._itl_sumsq += gap_s * gap_s * count
             self._itl_count += count
 
     def request_done(self, req: Request) -> None:
@@ -73,10 +78,13 @@ class MetricsCollector:
         self.requests.append(req)
 
     def itl_distribution(self) -> dict[str, float | None]:
-        """Pooled ITL ``{mean, p50, ...}`` in milliseconds."""
+        """Pooled ITL ``{mean, std, p50, ...}`` in milliseconds (mean and std exact, from the
+        running sums; percentiles from the sketch)."""
         if self._itl_count == 0:
-            return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
-        out = {"mean": self._itl_sum / self._itl_count * 1e3}
+            return {"mean": None, "std": None, **{f"p{p}": None for p in PERCENTILES}}
+        mean = self._itl_sum / self._itl_count
+        var = max(self._itl_sumsq / self._itl_count - mean * mean, 0.0)
+        out = {"mean": mean * 1e3, "std": var ** 0.5 * 1e3}
         for p in PERCENTILES:
             out[f"p{p}"] = float(self._itl.get_quantile_value(p / 100.0)) * 1e3
         return out
@@ -125,7 +133,10 @@ class MetricsCollector:
                 "requests_per_s": len(done) / duration if duration > 0 else 0.0,
                 "input_tokens_per_s": float(n_in.sum()) / duration if duration > 0 else 0.0,
                 "output_tokens_per_s": float(n_out.sum()) / duration if duration > 0 else 0.0,
+                "total_tokens_per_s": float(n_in.sum() + n_out.sum()) / duration if duration > 0 else 0.0,
             },
+            "total_input_tokens": int(n_in.sum()),
+            "total_output_tokens": int(n_out.sum()),
             "preemptions": int(sum(r.preemptions for r in measured)),
         }
         if warmup_submitted:

@@ -26,9 +26,9 @@ def test_default_scenario_writes_summary_and_requests(tmp_path):
     for key in ("total", "completed", "dropped", "dropped_reasons"):
         assert key in s["requests"]
     for m in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
-        assert set(s[m]) == {"mean", "p50", "p90", "p95", "p99"}
+        assert set(s[m]) == {"mean", "std", "p50", "p90", "p95", "p99"}
         assert s[m]["p50"] <= s[m]["p90"] <= s[m]["p95"] <= s[m]["p99"]
-    assert set(s["throughput"]) == {"requests_per_s", "input_tokens_per_s", "output_tokens_per_s"}
+    assert set(s["throughput"]) == {"requests_per_s", "input_tokens_per_s", "output_tokens_per_s", "total_tokens_per_s"}
     assert len(s["utilisation"]) == 8 and all(0 < d["busy_fraction"] <= 1 for d in s["utilisation"])
     with open(out / "requests.csv") as fh:
         rows = list(csv.DictReader(fh))

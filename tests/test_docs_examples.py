@@ -116,8 +116,8 @@ def test_getting_started_cli_example(command: str, shown: list[str], workdir: Pa
     assert documented - optional <= set(summary), f"documented keys missing: {documented - optional - set(summary)}"
     assert set(summary["requests"]) == {"total", "completed", "dropped", "unfinished", "dropped_reasons"}
     for metric in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
-        assert set(summary[metric]) == {"mean", "p50", "p90", "p95", "p99"}
-    assert set(summary["throughput"]) == {"requests_per_s", "input_tokens_per_s", "output_tokens_per_s"}
+        assert set(summary[metric]) == {"mean", "std", "p50", "p90", "p95", "p99"}
+    assert set(summary["throughput"]) == {"requests_per_s", "input_tokens_per_s", "output_tokens_per_s", "total_tokens_per_s"}
     assert (out_dir / "requests.csv").read_text().startswith("id,replica,status,")
 
 
@@ -149,7 +149,10 @@ def test_documented_summary_keys_are_described_in_metrics():
     metrics = (DOCS / "metrics.md").read_text()
     for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "benchmark_duration_s", "requests_per_s",
                 "input_tokens_per_s", "output_tokens_per_s", "requests_meeting_slo", "busy_fraction",
-                "kv_blocks", "kv_peak_blocks_used", "kv_peak_usage", "tokens_computed", "max_batch_size"):
+                "kv_blocks", "kv_peak_blocks_used", "kv_peak_usage", "tokens_computed", "max_batch_size",
+                "usd_per_hour", "usd", "usd_per_million_output_tokens", "usd_per_million_input_tokens",
+                "output_tokens_per_usd", "tokens_per_usd", "goodput_requests_per_usd", "average_power_W",
+                "energy_J", "joules_per_output_token", "joules_per_token"):
         assert f"`{key}`" in metrics or key in metrics, key
 
 

@@ -58,6 +58,23 @@ datasheet figures. Latency 0.1 us: an assumption of the order of one socket-to-s
 local one: Intel Developer Zone blog, "Memory Latencies on Intel Xeon Processor E5-4600 and
 E7-4800 product families", 2014); Intel publishes no UPI latency for these parts.
 
+Price and power (the run's ``cost`` section; model in :class:`hermes_core.HardwareNode`)
+-------------------------------------------------------------------------------------
+* Full-load power ``tdp_W``: Intel ARK TDP, 350 W (8480+) and 500 W (6980P).
+* Idle power ``idle_W``: an assumption, 10 % of TDP (35 W and 50 W): the package idle share
+  measured on the previous generation, about 27 W per socket for the 270 W Xeon Platinum
+  8380 (AnandTech, "Intel 3rd Gen Xeon Scalable (Ice Lake SP) Review", 2021-04-06: package
+  idle power). No idle measurement of these two parts was found.
+* Price per socket-hour ``usd_per_hour``: not a list price (clouds rent vCPUs, not
+  sockets), derived from AWS on-demand prices of general-purpose instances on the same
+  generations, us-east-1, Linux, per physical core (2 vCPUs) and scaled to the preset's
+  cores: m7i (Sapphire Rapids) m7i.xlarge $0.2016/h for 4 vCPUs = $0.1008 per core-hour
+  (c3x.dev, "m5 vs m6i vs m7i: cost and price-performance compared", 2026), x 56 cores =
+  $5.6448/h; m8i (Xeon 6 Granite Rapids) m8i.xlarge $0.212/h = $0.106 per core-hour
+  (CloudInvent, "The Hidden Cost of Old Processors", 2026-06-26, from the AWS EC2 on-demand
+  pricing page, April 2026), x 128 cores = $13.568/h. The instance price includes 8 GiB of
+  DRAM per core.
+
 What it does not model: the clock under heavy AVX-512/AMX load (the peaks use the base
 clock; the lower licence frequencies are not in ARK, so the peaks may be optimistic), AMX
 tile padding, caches (everything streams from DRAM), NUMA and sub-NUMA clustering, threading
@@ -67,10 +84,10 @@ and kernel-launch overheads.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hermes_core import HardwareNode, roofline_time
-from hermes_core.hardware import DTYPE_BYTES
+from hermes_core.hardware import DTYPE_BYTES, check_power_order
 
 GiB = 2**30
 
@@ -94,6 +111,13 @@ class CPUSocketPreset(BaseModel):
     upi_links: int
     upi_GTps: float
     provenance: str
+    #: rental price of one socket ($/hour), full-load (TDP) and idle power (W), and their
+    #: sources (module docstring)
+    usd_per_hour: float
+    tdp_W: float
+    idle_W: float
+    price_source: str
+    power_source: str
 
 
 #: Bytes of payload a UPI link moves per transfer per direction (see the module docstring).
@@ -113,6 +137,11 @@ PRESETS: dict[str, CPUSocketPreset] = {
         provenance=("Intel ARK Xeon Platinum 8480+ (56 cores, 2.0 GHz base, 8 x DDR5-4800, 4 UPI x 16 GT/s); "
                     "Intel AMX solution brief (1024 bf16 / 2048 int8 ops per cycle per core); "
                     "roofline at the datasheet bound, not calibrated"),
+        usd_per_hour=5.6448, tdp_W=350.0, idle_W=35.0,
+        price_source=("derived: AWS m7i (Sapphire Rapids) on-demand us-east-1, m7i.xlarge $0.2016/h for 2 cores "
+                      "(c3x.dev, 2026) = $0.1008 per core-hour x 56 cores"),
+        power_source=("TDP: Intel ARK Xeon Platinum 8480+, 350 W; idle: assumption, 10 % of TDP (Ice Lake Xeon "
+                      "8380 package idle about 27 W of 270 W, AnandTech 2021-04-06)"),
     ),
     "xeon_6980p": CPUSocketPreset(
         name="Xeon-6980P",
@@ -123,6 +152,11 @@ PRESETS: dict[str, CPUSocketPreset] = {
         provenance=("Intel ARK Xeon 6980P (128 cores, 2.0 GHz base, 12 x DDR5-6400, 6 UPI x 24 GT/s); "
                     "AMX throughput taken as Sapphire Rapids' (1024 bf16/fp16, 2048 int8 ops per cycle per core); "
                     "roofline at the datasheet bound, not calibrated"),
+        usd_per_hour=13.568, tdp_W=500.0, idle_W=50.0,
+        price_source=("derived: AWS m8i (Xeon 6 Granite Rapids) on-demand us-east-1, m8i.xlarge $0.212/h for 2 "
+                      "cores (CloudInvent 2026-06-26, AWS pricing page April 2026) = $0.106 per core-hour x 128 cores"),
+        power_source=("TDP: Intel ARK Xeon 6980P, 500 W; idle: assumption, 10 % of TDP (Ice Lake Xeon 8380 "
+                      "package idle about 27 W of 270 W, AnandTech 2021-04-06)"),
     ),
 }
 
@@ -134,7 +168,10 @@ class CPUSocketConfig(BaseModel):
     the preset's figure): ``memory_GiB`` (capacity, 2^30 bytes), ``memory_bandwidth_GBps``
     (peak DRAM bandwidth, 10^9 bytes/s). ``compute_efficiency`` and ``memory_efficiency``
     (in (0, 1], default 1.0 = the datasheet bound; no measured values yet): the shares of
-    the peak FLOP/s and DRAM bandwidth that kernels reach.
+    the peak FLOP/s and DRAM bandwidth that kernels reach. Price and power (``None`` keeps
+    the preset's, see the module docstring): ``usd_per_hour`` (one socket's price, $/hour),
+    ``tdp_W`` (full-load power, W), ``idle_W`` (idle power, W); all ``>= 0`` and ``idle_W <=
+    tdp_W``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -143,6 +180,9 @@ class CPUSocketConfig(BaseModel):
     memory_bandwidth_GBps: float | None = Field(None, gt=0, allow_inf_nan=False)
     compute_efficiency: float = Field(1.0, gt=0, le=1)
     memory_efficiency: float = Field(1.0, gt=0, le=1)
+    usd_per_hour: float | None = Field(None, ge=0, allow_inf_nan=False)
+    tdp_W: float | None = Field(None, ge=0, allow_inf_nan=False)
+    idle_W: float | None = Field(None, ge=0, allow_inf_nan=False)
 
     @field_validator("preset")
     @classmethod
@@ -150,6 +190,12 @@ class CPUSocketConfig(BaseModel):
         if v not in PRESETS:
             raise ValueError(f"unknown preset '{v}'; allowed: {', '.join(sorted(PRESETS))}")
         return v
+
+    @model_validator(mode="after")
+    def _power_order(self):
+        p = PRESETS[self.preset]
+        check_power_order(self, p.idle_W, p.tdp_W, f"preset {self.preset}")
+        return self
 
 
 class CPUSocket(HardwareNode):
@@ -181,6 +227,13 @@ class CPUSocket(HardwareNode):
         eff = ("efficiencies 1.0 (datasheet bound)" if config.compute_efficiency == config.memory_efficiency == 1.0
                else f"compute_efficiency {config.compute_efficiency}, memory_efficiency {config.memory_efficiency}")
         self.provenance = f"{p.provenance}; {eff}"
+        self.usd_per_hour = p.usd_per_hour if config.usd_per_hour is None else config.usd_per_hour
+        self.max_power = p.tdp_W if config.tdp_W is None else config.tdp_W
+        self.idle_power = p.idle_W if config.idle_W is None else config.idle_W
+        self.price_source = "scenario (usd_per_hour)" if config.usd_per_hour is not None else p.price_source
+        set_ = [f for f in ("tdp_W", "idle_W") if getattr(config, f) is not None]
+        self.power_source = (f"scenario ({', '.join(set_)})" + ("" if len(set_) == 2 else f"; {p.power_source}")
+                             if set_ else p.power_source)
 
     def peak_flops(self, dtype: str) -> float:
         """``cores * base clock * FLOP per cycle per core[dtype]`` (FLOP/s). Raises

@@ -48,6 +48,30 @@ measured H100 SXM kernels (vLLM 0.24.0, ai-dynamo/aiconfigurator tables), writte
 ``data/efficiency_h100_sxm.json`` by ``benchmarks/fit_gpu_efficiency.py``; see
 ``docs/performance-model.md`` for the fit and the error it leaves. The same factors are
 used for the other presets, which have no measured tables yet.
+
+Price and power (the run's ``cost`` section; model in :class:`hermes_core.HardwareNode`):
+
+* Price per GPU-hour: one public on-demand rate card for all four presets, so that
+  presets compare with each other: Hyperstack (NexGen Cloud), https://www.hyperstack.cloud/gpu-pricing,
+  read 2026-08-26 (transcribed in api-evangelist/nexgen-cloud
+  ``plans/nexgen-cloud-plans-pricing.yml``): A100 SXM 80GB $1.60, H100 SXM $3.20, H200 SXM
+  $3.99, B200 $6.00. Hyperscalers charge about twice as much (AWS on-demand, us-east-1:
+  p4de.24xlarge 8 x A100 80GB $27.44705/h = $3.43 per GPU-hour and p5.48xlarge 8 x H100
+  $55.04/h = $6.88, retrieved 2026-11-09 in datareceipts/data-receipts
+  ``109-gpu-pricing/hyperscalers.json``; p5.48xlarge was $98.32/h = $12.29 before AWS's June
+  2025 cut; p5en.48xlarge 8 x H200 $63.296/h = $7.91, ``dstack offer`` output in
+  dstackai/dstack pull request 4110, 2026-08-06); set ``usd_per_hour`` to use them.
+* Full-load power ``tdp_W``: the datasheets' maximum TDP of the SXM boards: A100 400 W
+  (NVIDIA A100 datasheet, 2021), H100 700 W and H200 700 W ("up to 700W (configurable)",
+  NVIDIA H100 datasheet 2023, H200 datasheet 2024), B200 1,000 W (HGX B200, NVIDIA
+  Blackwell datasheet 2024).
+* Idle power ``idle_W``, a GPU holding a loaded model and its CUDA context between steps
+  (performance state P0, not a bare idle GPU): H100 140 W, measured (``nvidia-smi`` on two
+  H100 80GB HBM3 in P0 with 72,790 MiB allocated at 0 % and 4 % utilisation read 145 W and
+  140 W: github.com/wilicc/gpu-burn issue 114, 2024-10-25); the others are an assumption,
+  the same 20 % of TDP: A100 80 W, H200 140 W (same GH100 die and board power as the
+  H100), B200 200 W. A CUDA context alone keeps an idle GPU 26-50 W above bare idle on HBM
+  parts (Vadari, "The Model Parking Tax", arXiv 2605.23918, 2026).
 """
 
 from __future__ import annotations
@@ -61,7 +85,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hermes_core import HardwareNode, hookimpl
-from hermes_core.hardware import DTYPE_BYTES
+from hermes_core.hardware import DTYPE_BYTES, check_power_order
 
 MiB = 2**20
 
@@ -95,7 +119,18 @@ class GPUPreset(BaseModel):
     nvlink_sharp: bool = False
     num_sms: int
     provenance: str
+    #: rental price of one GPU ($/hour), full-load (TDP) and idle power (W), and their sources
+    #: (module docstring)
+    usd_per_hour: float
+    tdp_W: float
+    idle_W: float
+    price_source: str
+    power_source: str
 
+
+#: the public on-demand rate card of every preset's price (module docstring)
+_RATE_CARD = "Hyperstack on-demand rate card (hyperstack.cloud/gpu-pricing, read 2026-08-26): "
+_IDLE_ASSUMED = "idle: assumption, 20 % of TDP as measured on the H100"
 
 PRESETS: dict[str, GPUPreset] = {
     "a100_sxm_80gb": GPUPreset(
@@ -104,6 +139,9 @@ PRESETS: dict[str, GPUPreset] = {
                      "int4_g32": 312},
         memory_bytes=81920 * MiB, memory_bandwidth_GBps=2039, link_bandwidth_GBps=300,
         num_sms=108, provenance="NVIDIA A100 Tensor Core GPU datasheet (2021)",
+        usd_per_hour=1.60, tdp_W=400, idle_W=80,
+        price_source=_RATE_CARD + "NVIDIA A100 SXM 80 GB $1.60 per GPU-hour",
+        power_source="TDP: NVIDIA A100 datasheet (2021), 400 W (SXM); " + _IDLE_ASSUMED,
     ),
     "h100_sxm": GPUPreset(
         name="H100-SXM5-80GB",
@@ -111,6 +149,11 @@ PRESETS: dict[str, GPUPreset] = {
                      "mxfp4": 989.4, "int4_g32": 989.4},
         memory_bytes=81559 * MiB, memory_bandwidth_GBps=3350, link_bandwidth_GBps=450,
         nvlink_sharp=True, num_sms=132, provenance="NVIDIA H100 Tensor Core GPU datasheet (2023)",
+        usd_per_hour=3.20, tdp_W=700, idle_W=140,
+        price_source=_RATE_CARD + "NVIDIA H100 SXM $3.20 per GPU-hour",
+        power_source=("TDP: NVIDIA H100 datasheet (2023), up to 700 W (SXM); idle: nvidia-smi, H100 80GB HBM3 "
+                      "in P0 with memory allocated at 0-4 % utilisation, 140-145 W (wilicc/gpu-burn issue 114, "
+                      "2024-10-25)"),
     ),
     "h200_sxm": GPUPreset(
         name="H200-SXM-141GB",
@@ -118,6 +161,10 @@ PRESETS: dict[str, GPUPreset] = {
                      "mxfp4": 989.4, "int4_g32": 989.4},
         memory_bytes=143771 * MiB, memory_bandwidth_GBps=4800, link_bandwidth_GBps=450,
         nvlink_sharp=True, num_sms=132, provenance="NVIDIA H200 Tensor Core GPU datasheet (2024)",
+        usd_per_hour=3.99, tdp_W=700, idle_W=140,
+        price_source=_RATE_CARD + "NVIDIA H200 SXM $3.99 per GPU-hour",
+        power_source=("TDP: NVIDIA H200 datasheet (2024), up to 700 W (SXM); idle: assumption, the H100's "
+                      "measured 140 W (same GH100 die and board power)"),
     ),
     "b200": GPUPreset(
         name="B200-180GB",
@@ -125,6 +172,9 @@ PRESETS: dict[str, GPUPreset] = {
                      "int4_g32": 2250},
         memory_bytes=180e9, memory_bandwidth_GBps=8000, link_bandwidth_GBps=900,
         nvlink_sharp=True, num_sms=148, provenance="NVIDIA Blackwell (HGX B200) datasheet (2024)",
+        usd_per_hour=6.00, tdp_W=1000, idle_W=200,
+        price_source=_RATE_CARD + "NVIDIA B200 $6.00 per GPU-hour",
+        power_source="TDP: HGX B200, 1,000 W per GPU (NVIDIA Blackwell datasheet, 2024); " + _IDLE_ASSUMED,
     ),
 }
 ALIASES = {"a100": "a100_sxm_80gb", "h100": "h100_sxm", "h200": "h200_sxm"}
@@ -332,7 +382,10 @@ class GPUConfig(BaseModel):
     the ring, :class:`LinkFit`), ``allreduce_algorithms`` (which of ``ring``, ``one_shot``,
     ``switch`` the all-reduce may pick; default: every fitted one the preset has),
     ``efficiency`` (fields of
-    :class:`Efficiency`; unspecified ones keep the fitted defaults).
+    :class:`Efficiency`; unspecified ones keep the fitted defaults). Price and power
+    (``None`` keeps the preset's, see the module docstring): ``usd_per_hour`` (one GPU's
+    rental price, $/hour), ``tdp_W`` (full-load power, W), ``idle_W`` (idle power, W); all
+    ``>= 0`` and ``idle_W <= tdp_W``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -351,6 +404,9 @@ class GPUConfig(BaseModel):
     allreduce_algorithms: list[Literal["ring", "one_shot", "switch"]] | None = None
     num_sms: int | None = Field(None, gt=0)
     efficiency: dict[str, bool | float | int | str | None] = Field(default_factory=dict)
+    usd_per_hour: float | None = Field(None, ge=0, allow_inf_nan=False)
+    tdp_W: float | None = Field(None, ge=0, allow_inf_nan=False)
+    idle_W: float | None = Field(None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _known_preset(self):
@@ -368,6 +424,8 @@ class GPUConfig(BaseModel):
             from hermes_core.plugins import format_validation_error
 
             raise ValueError(format_validation_error(exc, "efficiency", Efficiency)) from None
+        p = PRESETS[key]
+        check_power_order(self, p.idle_W, p.tdp_W, f"preset {key}")
         return self
 
 
@@ -407,6 +465,13 @@ class GPU(HardwareNode):
         self._peaks = {k: v * 1e12 for k, v in {**p.peak_tflops, **(config.peak_tflops or {})}.items()}
         self.eff = Efficiency(**{**fitted_efficiency().model_dump(), **config.efficiency})
         self.provenance = p.provenance + f"; efficiency: {self.eff.source}; link: {link.source}"
+        self.usd_per_hour = _or(config.usd_per_hour, p.usd_per_hour)
+        self.max_power = _or(config.tdp_W, p.tdp_W)
+        self.idle_power = _or(config.idle_W, p.idle_W)
+        self.price_source = "scenario (usd_per_hour)" if config.usd_per_hour is not None else p.price_source
+        given = [f for f in ("tdp_W", "idle_W") if getattr(config, f) is not None]
+        self.power_source = (f"scenario ({', '.join(given)})" + ("" if len(given) == 2 else f"; {p.power_source}")
+                             if given else p.power_source)
 
     def peak_flops(self, dtype: str) -> float:
         try:

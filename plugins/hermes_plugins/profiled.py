@@ -301,6 +301,8 @@ class ProfiledGPU(HardwareNode):
         self.collective_latency = m.collective_latency
         self.allreduce_algorithms = m.allreduce_algorithms
         self.num_sms = m.num_sms
+        self.usd_per_hour, self.idle_power, self.max_power = m.usd_per_hour, m.idle_power, m.max_power
+        self.price_source, self.power_source = m.price_source, m.power_source
         paths = [config.tables] if isinstance(config.tables, str) else list(config.tables)
         self.profile = profile or load_tables(paths, config.kernels)
         self.provenance = f"measured: {', '.join(self.profile.files)}; outside the tables: {m.provenance}"
