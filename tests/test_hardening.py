@@ -408,3 +408,35 @@ def test_plugins_components_lists_fields_defaults_presets_and_models():
     assert data["models"]["llama-3.1-70b"]["source"]
     assert data["links"]["ib_ndr"]["source"].startswith("bandwidth: InfiniBand NDR")
     assert {f["name"] for f in data["cluster_nodes"]["hgx_h100"]["fields"]} == {"gpu", "nics"}
+
+
+def test_a_plugin_adds_a_gpu_preset_and_keeps_the_fitted_model():
+    import importlib.util
+    import sys as _sys
+
+    import numpy as np
+
+    from hermes_plugins.devices import GPU, GPUConfig
+
+    spec = importlib.util.spec_from_file_location("gpu_preset_example", ROOT / "tests/plugins/gpu_preset_example.py")
+    mod = importlib.util.module_from_spec(spec)
+    _sys.modules["gpu_preset_example"] = mod
+    spec.loader.exec_module(mod)
+    reg = load_plugins(extra=[("gpu-preset-example", mod)])
+    comp, cfg = reg.validate("devices", {"type": "example_gpu"}, "clients[0].device")
+    mi300x = comp.obj(cfg)
+    assert (mi300x.name, mi300x.memory_bandwidth, mi300x.peak_flops("bf16")) == ("MI300X", 5300e9, 1307.4e12)
+    assert mi300x.usd_per_hour == 2.5
+    # the same model as the built-in GPU given the same figures: the fitted efficiencies apply
+    twin = GPU(GPUConfig(preset="h100_sxm", peak_tflops=dict(mod.MI300X.peak_tflops), memory_bandwidth_GBps=5300,
+                         num_sms=304))
+    m = np.array([1, 64, 4096])
+    assert np.allclose(mi300x.gemm_time(m, 8192, 8192, "bf16"), twin.gemm_time(m, 8192, 8192, "bf16"))
+    with pytest.raises(ConfigError, match=r"unknown preset 'mi325x'; allowed: a100_sxm_80gb, b200, h100_sxm, "
+                                          r"h200_sxm, mi300x"):
+        reg.validate("devices", {"type": "example_gpu", "preset": "mi325x"}, "clients[0].device")
+    s = run({"workload": {"type": "closed_loop", "concurrency": 2, "num_requests": 4, "isl": 512, "osl": 8},
+             "clients": [{"name": "m", "device": {"type": "example_gpu"},
+                          "stage": {"type": "llm_serving", "model": "llama-3.1-70b", "parallelism": {"tp": 2}}}]},
+            registry=reg).summary
+    assert s["requests"]["completed"] == 4 and s["utilisation"][0]["type"] == "MI300X"

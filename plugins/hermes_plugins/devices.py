@@ -77,9 +77,10 @@ Price and power (the run's ``cost`` section; model in :class:`hermes_core.Hardwa
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
-from typing import Literal
 from importlib import resources
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -389,6 +390,10 @@ class GPUConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    #: The presets this config accepts and their short names: a plugin adds a GPU by
+    #: subclassing the config with a larger mapping (docs/plugins.md, "A new GPU preset").
+    presets: ClassVar[dict[str, GPUPreset]] = PRESETS
+    aliases: ClassVar[dict[str, str]] = ALIASES
     preset: str = "h100_sxm"
     memory_GiB: float | None = Field(None, gt=0)
     memory_bandwidth_GBps: float | None = Field(None, gt=0)
@@ -410,21 +415,26 @@ class GPUConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_preset(self):
-        key = ALIASES.get(self.preset, self.preset)
-        if key not in PRESETS:
-            raise ValueError(f"unknown preset '{self.preset}'; allowed: {', '.join(sorted(PRESETS))}")
+        presets = type(self).presets
+        key = type(self).aliases.get(self.preset, self.preset)
+        if key not in presets:
+            raise ValueError(f"unknown preset '{self.preset}'; allowed: {', '.join(sorted(presets))}")
         self.preset = key
         if self.peak_tflops:
             bad = sorted(set(self.peak_tflops) - set(DTYPE_BYTES))
             if bad:
                 raise ValueError(f"peak_tflops: unknown precision {bad}; allowed: {', '.join(DTYPE_BYTES)}")
+            zero = sorted(k for k, v in self.peak_tflops.items() if not (v > 0 and math.isfinite(v)))
+            if zero:
+                raise ValueError(f"peak_tflops: {zero[0]} must be a finite number > 0 TFLOP/s "
+                                 f"(got {self.peak_tflops[zero[0]]!r})")
         try:
             Efficiency(**{**fitted_efficiency().model_dump(), **self.efficiency})
         except ValidationError as exc:
             from hermes_core.plugins import format_validation_error
 
             raise ValueError(format_validation_error(exc, "efficiency", Efficiency)) from None
-        p = PRESETS[key]
+        p = presets[key]
         check_power_order(self, p.idle_W, p.tdp_W, f"preset {key}")
         return self
 
@@ -435,7 +445,7 @@ class GPU(HardwareNode):
     Config = GPUConfig
 
     def __init__(self, config: GPUConfig):
-        p = PRESETS[config.preset]
+        p = type(config).presets[config.preset]
         link = fitted_link()
         self.config = config
         self.name = p.name
