@@ -326,7 +326,9 @@ def format_validation_error(exc: ValidationError, where: str, model: type[BaseMo
         quiet = err["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list))
         suffix = "" if quiet else f" (got {got!r})"
         lines.append(f"{path}: {msg}{suffix}")
-    return "\n".join(lines)
+    # one line, as the CLI promises: the first problem, and how many more there are
+    more = len(lines) - 1
+    return lines[0] + (f" (and {more} more problem{'s' if more > 1 else ''} in this section)" if more else "")
 
 
 def _csv_env(name: str) -> set[str] | None:
@@ -459,7 +461,8 @@ def plugins_json(registry: Registry) -> str:
 
 
 def model_path(registry: Registry, name_or_path: str, where: str, base_dir: Path | None = None) -> Path:
-    """Resolve a model name from the catalog, or a path to a ``config.json`` (or its folder),
+    """Resolve a model name from the catalog (its short name, or the Hugging Face repo id it
+    was copied from, e.g. ``meta-llama/Llama-3.1-70B-Instruct``), or a path to a ``config.json`` (or its folder),
     relative to ``base_dir`` (default: the current directory). Raises
     :class:`UnknownComponentError` listing the catalog, or :class:`ConfigError` for a
     missing file."""
@@ -474,6 +477,7 @@ def model_path(registry: Registry, name_or_path: str, where: str, base_dir: Path
         return p
     key = name_or_path.lower()
     for n in registry.names("models"):
-        if n.lower() == key:
-            return Path(registry.get("models", n).obj)
+        comp = registry.get("models", n)
+        if n.lower() == key or (comp.source and comp.source.lower() == key):  # a Hugging Face repo id
+            return Path(comp.obj)
     return Path(registry.get("models", name_or_path, where=where).obj)

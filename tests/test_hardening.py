@@ -440,3 +440,17 @@ def test_a_plugin_adds_a_gpu_preset_and_keeps_the_fitted_model():
                           "stage": {"type": "llm_serving", "model": "llama-3.1-70b", "parallelism": {"tp": 2}}}]},
             registry=reg).summary
     assert s["requests"]["completed"] == 4 and s["utilisation"][0]["type"] == "MI300X"
+
+
+def test_a_hugging_face_repo_id_names_a_catalog_model():
+    s = run(load_scenario(CLOSED_LOOP, ["clients.0.stage.model=meta-llama/Llama-3.1-8B", "workload.num_requests=4"])).summary
+    assert s["clients"]["llama8b"]["llama8b/0"]["model"] == "llama-3.1-8b"
+
+
+def test_several_bad_fields_are_one_line():
+    with pytest.raises(ConfigError) as err:
+        run(load_scenario(CLOSED_LOOP, ["clients.0.stage.max_num_seqs=0", "clients.0.stage.block_size=0"]))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("clients[0].stage.max_num_seqs: Input should be greater than or equal to 1 (got 0) "
+                          "(and 1 more problem in this section)")
