@@ -454,3 +454,48 @@ def test_several_bad_fields_are_one_line():
     assert "\n" not in msg
     assert msg.startswith("clients[0].stage.max_num_seqs: Input should be greater than or equal to 1 (got 0) "
                           "(and 1 more problem in this section)")
+
+
+# Request conservation and capacity over random valid single-client scenarios
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+POLICIES = [{"type": "chunked_prefill"}, {"type": "continuous"}, {"type": "static", "max_batch_size": 8},
+            {"type": "guaranteed_no_evict"}]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policy=st.sampled_from(POLICIES), frontend=st.sampled_from([0.0, 50.0, 5000.0]),
+       max_time=st.sampled_from([None, 0.2, 2.0]), seqs=st.sampled_from([4, 64]),
+       budget=st.sampled_from([512, 4096]), closed=st.booleans(), seed=st.integers(0, 5),
+       prefix=st.booleans())
+def test_random_single_client_runs_conserve_requests_and_respect_capacity(policy, frontend, max_time, seqs, budget,
+                                                                          closed, seed, prefix):
+    wl = ({"type": "closed_loop", "concurrency": 6, "num_requests": 18,
+           "isl": {"dist": "uniform", "low": 8, "high": 3000}, "osl": {"dist": "uniform", "low": 1, "high": 60}}
+          if closed else
+          {"type": "synthetic", "rate_rps": 40, "num_requests": 18,
+           "isl": {"dist": "uniform", "low": 8, "high": 3000}, "osl": {"dist": "uniform", "low": 1, "high": 60}})
+    sc = {"seed": seed, "workload": wl,
+          "clients": [{"name": "m", "stage": {"type": "llm_serving", "model": "llama-3.1-8b", "max_num_seqs": seqs,
+                                              "max_num_batched_tokens": budget, "batching": policy,
+                                              "frontend_token_us": frontend, "prefix_caching": prefix,
+                                              "max_model_len": 2048, "gpu_memory_utilization": 0.3}}],
+          **({"max_time_s": max_time} if max_time else {})}
+    a = run(sc)
+    s = a.summary
+    q = s["requests"]
+    assert q["completed"] + q["dropped"] + q["unfinished"] == q["total"] == len(a.requests)
+    if max_time is None:
+        assert q["unfinished"] == 0
+    rep = s["clients"]["m"]["m/0"]
+    assert rep["kv_peak_blocks_used"] <= rep["kv_blocks"]
+    assert rep["max_batch_size"] <= seqs
+    for d in s["utilisation"]:
+        assert 0 <= d["busy_fraction"] <= 1 + 1e-9
+    for r in a.requests:
+        assert r.generated_tokens <= r.output_tokens
+        if r.completed:
+            assert r.generated_tokens == r.output_tokens and r.first_token_time <= r.finish_time
+    b = run(sc).summary
+    assert {k: v for k, v in s.items() if k != "wall_time_s"} == {k: v for k, v in b.items() if k != "wall_time_s"}
