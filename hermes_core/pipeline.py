@@ -232,6 +232,9 @@ class Coordinator:
                     if not rep.control:
                         j.location, j.holder = rep.location, rep.name
             j.preemptions += c.preemptions
+            if c.annotations and depth == 0:
+                # what the step's stage recorded becomes the request's (requests.csv columns)
+                j.req.annotations = {**(j.req.annotations or {}), **c.annotations}
             on_done(c)
 
         step = j.step

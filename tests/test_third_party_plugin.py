@@ -10,6 +10,8 @@ The rest use the in-process idiom of docs/plugins.md: ``load_plugins(extra=[(nam
 
 from __future__ import annotations
 
+import csv
+
 import importlib
 import json
 import os
@@ -357,6 +359,10 @@ def test_fan_out_finishes_with_the_first_copy(example, tmp_path):
     # the slow copies kept the A100 busy: it computed every prompt, as the H100 did
     computed = {c: hedged.summary["clients"][c][f"{c}/0"]["tokens_computed"] for c in ("slow", "fast")}
     assert computed == {"slow": n * (1000 + 19), "fast": n * (1000 + 19)}
+    # the stage's per-request value is a requests.csv column
+    hedged.write(tmp_path / "out")
+    rows = list(csv.DictReader(open(tmp_path / "out" / "requests.csv")))
+    assert [r["fan_out_winner"] for r in rows] == ["fast"] * n
 
 
 def test_fan_out_drops_a_request_only_when_every_copy_is_dropped(example, tmp_path):

@@ -84,6 +84,8 @@ class FanOut(Stage):
             request.dropped_reason = copy.dropped_reason
         else:
             self.won[name] += 1
+            # a per-request value: it becomes the requests.csv column "fan_out_winner"
+            request.annotations = {**(request.annotations or {}), "fan_out_winner": name}
             request.first_token_time = copy.first_token_time
             request.finish_time = copy.finish_time
             request.generated_tokens = copy.generated_tokens
