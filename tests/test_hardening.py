@@ -499,3 +499,18 @@ def test_random_single_client_runs_conserve_requests_and_respect_capacity(policy
             assert r.generated_tokens == r.output_tokens and r.first_token_time <= r.finish_time
     b = run(sc).summary
     assert {k: v for k, v in s.items() if k != "wall_time_s"} == {k: v for k, v in b.items() if k != "wall_time_s"}
+
+
+def test_trace_token_counts_beyond_any_context_name_file_and_line(tmp_path):
+    from hermes_core import WorkloadError
+    from hermes_plugins.workloads import load_azure_csv, load_mooncake_jsonl
+
+    p = tmp_path / "t.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,99999999999999999999999,2\n")
+    with pytest.raises(WorkloadError, match=r"t.csv:2: column ContextTokens: 99999999999999999999999 tokens is more "
+                                            r"than 10,000,000"):
+        load_azure_csv(p)
+    j = tmp_path / "t.jsonl"
+    j.write_text('{"timestamp": 0, "input_length": 10, "output_length": 99999999999999999999, "hash_ids": [1]}\n')
+    with pytest.raises(WorkloadError, match=r"t.jsonl:1: key 'output_length': 99999999999999999999 tokens is more"):
+        load_mooncake_jsonl(j)

@@ -288,6 +288,10 @@ def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str, type_co
                 if p is None:
                     raise WorkloadError(f"{where}: expected a non-negative integer, got {row[i_in]!r}")
                 raise WorkloadError(f"{where}: prompt must be >= 1 token, got 0")
+            for col, v in (("ContextTokens", p), ("GeneratedTokens", o)):
+                if v is not None and v > MAX_TOKENS:
+                    raise WorkloadError(f"{name}:{line}: column {col}: {v} tokens is more than {MAX_TOKENS:,} "
+                                        "(beyond every model's context window)")
             if o is None or o == 0:
                 where = f"{name}:{line}: column GeneratedTokens"
                 if o is None:
@@ -434,6 +438,9 @@ def _load_mooncake_cached(path: str, _mtime_ns: int, _size: int, name: str, type
                 v = obj[key]
                 if type(v) is not int or v < 0:
                     raise WorkloadError(f"{name}:{line_no}: key '{key}': expected a non-negative integer, got {v!r}")
+                if v > MAX_TOKENS:
+                    raise WorkloadError(f"{name}:{line_no}: key '{key}': {v} tokens is more than {MAX_TOKENS:,} "
+                                        "(beyond every model's context window)")
                 if v == 0:
                     if kind == "output":
                         raise WorkloadError(
