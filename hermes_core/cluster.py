@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import ConfigError
 from .topology import Topology
@@ -136,7 +136,8 @@ class Cluster(Topology):
                     ok = device_type is None or node_spec.get("type") == device_type
                 if not ok:
                     if explicit:
-                        raise ConfigError(f"{where}: device '{d}' is a {node_spec}, the client needs {device_type}")
+                        raise ConfigError(f"{where}: device '{d}' is a {_spec_text(node_spec)}, the client needs "
+                                          f"{_spec_text(device_type)}")
                     continue
                 owner = self._owner.get(d)
                 if owner is not None:
@@ -147,7 +148,7 @@ class Cluster(Topology):
                 chosen.append(d)
         if len(chosen) < count:
             free = sum(1 for p in place for d in self.devices(p) if d not in self._owner)
-            raise ConfigError(f"{where}: needs {count} free '{device_type or 'any'}' devices on {place}, "
+            raise ConfigError(f"{where}: needs {count} free {_spec_text(device_type)} devices on {place}, "
                               f"found {len(chosen)} ({free} free in all)")
         for d in chosen:
             self._owner[d] = client
@@ -158,6 +159,16 @@ class Cluster(Topology):
             kinds = sorted({self.graph.nodes[n]["kind"] for n in self.groups[p]})
             return "group of " + ", ".join(kinds)
         return self.graph.nodes[p]["kind"]
+
+
+def _spec_text(spec: str | Mapping[str, Any] | None) -> str:
+    """A device type or spec as YAML-like text for messages: ``'gpu'``, ``{type: gpu,
+    preset: h100_sxm}``, or ``any`` for ``None``."""
+    if spec is None:
+        return "any"
+    if isinstance(spec, Mapping):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in spec.items()) + "}"
+    return f"'{spec}'"
 
 
 class NodeType(ABC):
@@ -225,13 +236,14 @@ class ClusterConfig(BaseModel):
     nodes: list[NodeEntry] = Field(..., min_length=1)
     links: list[LinkEntry] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique(self) -> ClusterConfig:
-        names = [n.name for n in self.nodes]
+    @field_validator("nodes")
+    @classmethod
+    def _unique(cls, nodes: list[NodeEntry]) -> list[NodeEntry]:
+        names = [n.name for n in nodes]
         dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
+        if dup:  # a field validator, so the error names `cluster.nodes`
             raise ValueError(f"node names must be unique; repeated: {dup}")
-        return self
+        return nodes
 
 
 class _BareNode(BaseModel):

@@ -243,10 +243,12 @@ ERRORS = [
     ("nic holds no devices", _with(c1_place=["a/nic0"]), r"clients\[1\]\.place: \['a/nic0'\] holds no devices"),
     ("too few devices", _with(c1_place="a/gpu1", c1_stage={"type": "llm_serving", "model": "llama-3.1-8b",
                                                            "role": "decode", "parallelism": {"tp": 2}}),
-     r"clients\[1\]\.place \(replica 0\): needs 2 free 'gpu' devices on \['a/gpu1'\], found 1"),
+     r"clients\[1\]\.place \(replica 0\): needs 2 free \{type: gpu, preset: h100_sxm\} devices on \['a/gpu1'\], "
+     r"found 1 \(1 free in all\)"),
     ("server full", _with(c0_replicas=2, c0_stage={"type": "llm_serving", "model": "llama-3.1-8b", "role": "prefill",
                                                    "parallelism": {"tp": 8}}),
-     r"clients\[0\]\.place \(replica 1\): needs 8 free 'gpu' devices on \['a'\], found 0"),
+     r"clients\[0\]\.place \(replica 1\): needs 8 free \{type: gpu, preset: h100_sxm\} devices on \['a'\], "
+     r"found 0 \(0 free in all\)"),
     ("same explicit device", _with(c0_place="a/gpu0", c1_place="a/gpu0"),
      r"clients\[1\]\.place \(replica 0\): device 'a/gpu0' is already placed for client 'pre'"),
     ("zero bandwidth", _with(lambda c: c["links"].__setitem__(0, {"between": ["a", "leaf"], "bandwidth_GBps": 0})),
@@ -258,7 +260,7 @@ ERRORS = [
     ("unknown link type", _with(lambda c: c["links"][0].update(type="ib_hdr")),
      r"cluster\.links\[0\]\.type: unknown link type 'ib_hdr'"),
     ("bad gpu preset", _with(lambda c: c["nodes"][0].update(gpu={"type": "gpu", "preset": "h300"})),
-     r"cluster\.nodes\[0\]\.gpu\.preset: unknown preset 'h300'"),
+     r"cluster\.nodes\[0\]\.gpu: unknown preset 'h300'; allowed: a100_sxm_80gb, b200, h100_sxm, h200_sxm"),
     ("bad nic count", _with(lambda c: c["nodes"][1].update(nics=3)),
      r"cluster\.nodes\[1\]\.nics: must be 1, 2, 4 or 8"),
     ("bad pod server", _with(lambda c: c["nodes"].append({"name": "p", "type": "pod", "server": {"type": "dgx"}})),
@@ -268,6 +270,12 @@ ERRORS = [
      r"cluster\.nodes\[3\]\.server\.gpu\.type: missing"),
     ("bad pod fabric", _with(lambda c: c["nodes"].append({"name": "p", "type": "pod", "fabric": "token_ring"})),
      r"cluster\.nodes\[3\]\.fabric\.type: unknown link type 'token_ring'"),
+    ("unknown node type", _with(lambda c: c["nodes"].append({"name": "z", "type": "hgx_h999"})),
+     r"cluster\.nodes\[3\]\.type: unknown cluster node type 'hgx_h999'"),
+    ("duplicate node name", _with(lambda c: c["nodes"].append({"name": "a", "kind": "switch"})),
+     r"cluster\.nodes: node names must be unique; repeated: \['a'\]"),
+    ("place without a cluster", {k: v for k, v in _placed().items() if k != "cluster"},
+     r"clients\[0\]\.place: the scenario has no 'cluster' section"),
 ]
 
 

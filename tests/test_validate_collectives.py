@@ -144,3 +144,18 @@ def test_cli_on_real_samples(tmp_path):
         assert word in proc.stdout
     rows = read(out)
     assert len(rows) == 36 and sum(1 for r in rows if r["predicted_ms"]) == 12 + 4
+
+
+def test_a_row_with_a_bad_cell_is_listed_and_the_rest_used(tmp_path):
+    p = tmp_path / "h200_collectives.csv"
+    with open(p, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time_stats.all_reduce.median", "num_workers", "size", "collective", "devices_per_node"])
+        w.writerows([[0.012, 2, 4096, "all_reduce", 2], [0.03, "eight", 2**22, "all_reduce", 8],
+                     [0.25, 8, 2**26, "all_reduce", 8]])
+    out = tmp_path / "o.csv"
+    res = run("--format", "vidur-allreduce", p, "-o", out)
+    assert res.exit_code == 0, res.output
+    got = read(out)
+    assert got[1]["reason"] == f"{p}:3: column 'num_workers': not a number (got 'eight')"
+    assert got[1]["predicted_ms"] == "" and float(got[0]["predicted_ms"]) > 0 and float(got[2]["predicted_ms"]) > 0

@@ -108,7 +108,8 @@ def check_header(path: Path, header) -> None:
 def validate_vidur_collectives(path: Path, topo_name: str, device: HardwareNode, gpus: int,
                                check: bool = True) -> list[dict[str, Any]]:
     """Per-row dicts: measured median and predicted time (ms), or ``predicted_ms = None``
-    with a ``reason``."""
+    with a ``reason`` (a row with a cell hermes cannot read too, ``file:line: column ...``;
+    the rest of the file is used)."""
     header, rows = read_csv(path)
     check_header(path, header)
     if not rows:
@@ -120,13 +121,20 @@ def validate_vidur_collectives(path: Path, topo_name: str, device: HardwareNode,
     out = []
     for line, r in enumerate(rows, start=2):
         coll = (r.get("collective") or "").strip()
-        n = _int(path, line, r, "num_workers")
-        per_node = _int(path, line, r, "devices_per_node")
-        nbytes = _int(path, line, r, "size")
         col = f"time_stats.{coll}.median"
-        if coll in COLLECTIVES and col not in header:
-            raise WorkloadError(f"{path}:{line}: missing column '{col}' for collective '{coll}'")
-        meas = _measured_ms(path, line, r, col) if col in header else None
+        try:
+            n = _int(path, line, r, "num_workers")
+            per_node = _int(path, line, r, "devices_per_node")
+            nbytes = _int(path, line, r, "size")
+            if coll in COLLECTIVES and col not in header:
+                raise WorkloadError(f"{path}:{line}: missing column '{col}' for collective '{coll}'")
+            meas = _measured_ms(path, line, r, col) if col in header else None
+        except WorkloadError as exc:  # a row with a cell it cannot read is listed, the file still used
+            out.append({"file": path.name, "line": line, "topology": topo_name, "collective": coll,
+                        "num_workers": None, "devices_per_node": None, "nodes": None, "size_bytes": None,
+                        "size_bucket": None, "measured_ms": None, "predicted_ms": None, "ape_pct": None,
+                        "reason": str(exc)})
+            continue
         row = {"file": path.name, "line": line, "topology": topo_name, "collective": coll, "num_workers": n,
                "devices_per_node": per_node, "nodes": -(-n // per_node) if per_node else None, "size_bytes": nbytes,
                "size_bucket": size_bucket(nbytes), "measured_ms": meas, "predicted_ms": None, "ape_pct": None,

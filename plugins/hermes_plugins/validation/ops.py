@@ -268,7 +268,8 @@ def _unsupported_shape(dims: dict[str, Any], tp: int) -> str | None:
 
 def validate_vidur_mlp(path: Path, device: HardwareNode, dtype: str, check: bool = True) -> list[dict[str, Any]]:
     """Per-(row, operator) dicts: the file's measured median and the device's prediction
-    (ms), or ``predicted = None`` with a ``reason`` for what hermes cannot price. ``input``
+    (ms), or ``predicted = None`` with a ``reason`` for what hermes cannot price (a row with a
+    cell it cannot read too: ``file:line: column ...``; the rest of the file is used). ``input``
     is ``"all-zero"`` for the rows Vidur measured on an all-zero input (the down projection
     of a gated MLP: :func:`hermes_plugins.calibration.vidur_zero_input`), else
     ``"nonzero"``; they are compared like the others and reported as their own group."""
@@ -283,10 +284,18 @@ def validate_vidur_mlp(path: Path, device: HardwareNode, dtype: str, check: bool
 
     # parse, then price each (model dims, tp) group with one vectorised call per operator
     parsed = []
+    unusable: list[dict[str, Any]] = []  # rows with a cell hermes cannot read: listed with the reason
     for line, r in enumerate(rows, start=2):
-        dims = {c: _int(path, line, r, c) for c in MODEL_COLUMNS if c != "use_gated_mlp"}
-        dims["use_gated_mlp"] = _bool(path, line, r, "use_gated_mlp")
-        meas = {op: _measured_ms(path, line, r, f"time_stats.{op}.median") for op in ops}
+        try:
+            dims = {c: _int(path, line, r, c) for c in MODEL_COLUMNS if c != "use_gated_mlp"}
+            dims["use_gated_mlp"] = _bool(path, line, r, "use_gated_mlp")
+            meas = {op: _measured_ms(path, line, r, f"time_stats.{op}.median") for op in ops}
+        except WorkloadError as exc:
+            unusable += [{"file": path.name, "line": line, "model": model, "operator": op, "hermes_operator":
+                          VIDUR_OPERATORS.get(op) or "", "kind": "", "tp": None, "num_tokens": None, "n": None,
+                          "k": None, "bytes": None, "input": "", "measured_ms": None, "predicted_ms": None,
+                          "ape_pct": None, "reason": str(exc)} for op in ops]
+            continue
         parsed.append((line, dims, meas))
     groups: dict[tuple, list[int]] = {}
     for i, (_, dims, _) in enumerate(parsed):
@@ -330,7 +339,11 @@ def validate_vidur_mlp(path: Path, device: HardwareNode, dtype: str, check: bool
                     row["predicted_ms"] = float(pred[t])
                     row["ape_pct"] = abs(row["predicted_ms"] - meas[op]) / meas[op] * 100.0
                 out[i * len(ops) + j] = row
-    return [r for r in out if r is not None]
+    done = [r for r in out if r is not None]
+    if unusable:
+        order = {op: j for j, op in enumerate(ops)}
+        done = sorted(done + unusable, key=lambda r: (r["line"], order[r["operator"]]))
+    return done
 
 
 # ---------------------------------------------------------------------------- command
