@@ -32,7 +32,7 @@ preset: h100_sxm}``); memory nodes ``capacity_bytes``. Edge attributes: ``bandwi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -107,6 +107,28 @@ class Cluster(Topology):
         edges = [self.graph.edges[u, v] for u, v in zip(nodes, nodes[1:])]
         return (min((e["bandwidth"] for e in edges), default=float("inf")),
                 sum(e["latency"] for e in edges))
+
+    def scale_up_domain(self, members: Sequence[str]) -> bool:
+        """Whether every ring path between ``members`` (in order) stays on NVLink edges (label
+        ``nvlink``): the members share one NVSwitch domain."""
+        from .network import route
+
+        n = len(members)
+        for i in range(n):
+            nodes = route(self.graph, members[i], members[(i + 1) % n])
+            if any(self.graph.edges[u, v].get("link") != "nvlink" for u, v in zip(nodes, nodes[1:])):
+                return False
+        return True
+
+    def allreduce_time(self, members: Sequence[str], nbytes, algo_latency: float = 0.0,
+                       algorithms: Mapping[str, tuple[float, float]] | None = None):
+        """:meth:`Topology.allreduce_time` over the cluster's paths. A group whose ring leaves
+        its NVSwitch domain (TP across servers) uses the plain ring: the device's other
+        algorithms and their fitted shares (one-shot, NVLink SHARP in the switch) exist only
+        inside an NVLink domain (NCCL runs a ring or tree across nodes)."""
+        if algorithms and len(members) > 1 and not self.scale_up_domain(members):
+            algorithms = None
+        return super().allreduce_time(members, nbytes, algo_latency, algorithms)
 
     def allocate(self, client: str, place: list[str], device_type: str | Mapping[str, Any] | None, count: int,
                  where: str) -> list[str]:

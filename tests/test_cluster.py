@@ -8,6 +8,7 @@ import copy
 
 import pytest
 
+from hermes_core.plugins import default_registry
 from hermes_core import ConfigError, Topology
 from hermes_core.api import run
 from hermes_core.cluster import ClusterConfig, build_cluster
@@ -283,3 +284,24 @@ ERRORS = [
 def test_placement_and_cluster_errors_name_the_yaml_path(case, scenario, message):
     with pytest.raises(ConfigError, match="^" + message):
         run(copy.deepcopy(scenario))
+
+
+def test_allreduce_across_servers_uses_the_ring_not_nvlink_sharp():
+    REG = default_registry()
+    """NVLink SHARP and the one-shot kernel exist only inside an NVSwitch domain: a TP group
+    spread over two servers is priced as the ring over its slowest path (2 (n-1)/n bytes at
+    the 50 GB/s NIC, 6 link latencies, plus the collective's fixed cost)."""
+    c = _cluster(REG, [{"name": "pod", "type": "pod", "servers": 2}])
+    gpu = REG.build("devices", {"type": "gpu", "preset": "h100_sxm"}, "x")
+    assert gpu.allreduce_algorithms and "switch" in gpu.allreduce_algorithms
+    cross = c.devices("pod")
+    inside = c.devices("pod/s0")
+    assert not c.scale_up_domain(cross) and c.scale_up_domain(inside)
+    nbytes = 64 * 2**20
+    t = c.allreduce_time(cross, nbytes, gpu.collective_latency, gpu.allreduce_algorithms)
+    assert t == pytest.approx(2 * 15 / 16 * nbytes / 50e9 + 6 * 0.5e-6 + gpu.collective_latency, rel=1e-12)
+    # inside one server the device's algorithms still apply, exactly as on an unplaced replica
+    from hermes_core.topology import Topology
+    box = Topology.single_switch([f"g{i}" for i in range(8)], gpu.link_bandwidth, gpu.link_latency)
+    assert c.allreduce_time(inside, nbytes, gpu.collective_latency, gpu.allreduce_algorithms) == pytest.approx(
+        box.allreduce_time([f"g{i}" for i in range(8)], nbytes, gpu.collective_latency, gpu.allreduce_algorithms))
