@@ -8,11 +8,11 @@ import copy
 
 import pytest
 
-from hermes_core.plugins import default_registry
 from hermes_core import ConfigError, Topology
 from hermes_core.api import run
 from hermes_core.cluster import ClusterConfig, build_cluster
 from hermes_core.network import route
+from hermes_core.plugins import default_registry
 from hermes_plugins.devices import GPU, GPUConfig, fitted_link
 
 GB = 1e9
