@@ -372,3 +372,22 @@ def test_command_is_registered_in_the_cli():
     p = subprocess.run([sys.executable, "-m", "hermes_core.cli", "calibrate", "--help"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0 and "--tables" in p.stdout and "vidur-mlp" in p.stdout
+
+
+def test_a_table_row_hermes_cannot_read_is_left_out_and_noted(tmp_path):
+    """The hardening issue, item 8: a ragged row or a stray non-number in a numeric column
+    leaves that row out (named in the table's notes); the rest of the table is used."""
+    from hermes_plugins.calibration import read_columns
+
+    p = tmp_path / "t.csv"
+    rows = [f"{m},{m * 2.5}" for m in range(1, 201)]
+    rows[10] = "11,oops"
+    rows[20] = "21,1,2"
+    p.write_text("m,latency\n" + "\n".join(rows) + "\n")
+    cols = read_columns(p)
+    assert len(cols["m"]) == 198 and cols["latency"].dtype == float
+    assert cols.skipped == ["t.csv:22: 3 fields, the header has 2", "t.csv:12: column 'latency': not a number ('oops')"]
+    # a text column stays text
+    q = tmp_path / "s.csv"
+    q.write_text("name,latency\nfp8,1\nbf16,2\n")
+    assert read_columns(q)["name"].tolist() == ["fp8", "bf16"] and read_columns(q).skipped == []

@@ -51,7 +51,10 @@ PARQUET_HINT = 'reading parquet tables needs pyarrow: pip install "hermes-sim[pa
 def read_columns(path: Path) -> dict[str, np.ndarray]:
     """One table file as ``{column: numpy array}``: ``.parquet`` (needs pyarrow) or
     ``.csv`` / ``.txt`` (comma-separated with a header row). Numeric columns become int64
-    or float64 arrays, others arrays of str. Raises :class:`TableError`."""
+    or float64 arrays, others arrays of str. A CSV row with the wrong number of fields, or
+    a stray non-number in a numeric column, is left out and listed in the result's
+    ``skipped`` (:class:`TableColumns`) rather than refusing the table. Raises
+    :class:`TableError` for a missing, empty or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file")
@@ -81,18 +84,54 @@ def read_columns(path: Path) -> dict[str, np.ndarray]:
             with open(path, newline="") as fh:
                 reader = csv.reader(fh)
                 header = next(reader, None)
-                rows = [r for r in reader if r]
+                numbered = [(reader.line_num, r) for r in reader if r]
         except (UnicodeDecodeError, csv.Error) as exc:
             raise TableError(f"{path}: not a CSV table ({exc})") from None
         if not header:
             raise TableError(f"{path}: empty file (expected a CSV header row)")
         header = [h.strip() for h in header]
-        for i, r in enumerate(rows):
-            if len(r) != len(header):
-                raise TableError(f"{path}:{i + 2}: {len(r)} fields, the header has {len(header)}")
-        cols = list(zip(*rows)) if rows else [() for _ in header]
-        return {h: _typed([v.strip() for v in c]) for h, c in zip(header, cols)}
+        # a row hermes cannot read is left out with its reason (TableColumns.skipped); the
+        # rest of the table is used
+        skipped: list[str] = []
+        good = [(ln, r) for ln, r in numbered if len(r) == len(header)]
+        skipped += [f"{path.name}:{ln}: {len(r)} fields, the header has {len(header)}"
+                    for ln, r in numbered if len(r) != len(header)]
+        cols = list(zip(*[r for _, r in good])) if good else [() for _ in header]
+        bad_rows: set[int] = set()
+        for h, c in zip(header, cols):
+            bad = _stray_cells([v.strip() for v in c])
+            for k in bad:
+                skipped.append(f"{path.name}:{good[k][0]}: column '{h}': not a number ({c[k].strip()!r})")
+            bad_rows.update(bad)
+        if bad_rows:
+            good = [g for k, g in enumerate(good) if k not in bad_rows]
+            cols = list(zip(*[r for _, r in good])) if good else [() for _ in header]
+        out = TableColumns({h: _typed([v.strip() for v in c]) for h, c in zip(header, cols)})
+        out.skipped = skipped
+        return out
     raise TableError(f"{path}: unsupported file type '{path.suffix}'; expected .parquet, .csv or .txt")
+
+
+class TableColumns(dict):
+    """``{column: array}`` of one table, and ``skipped``: the rows left out, each as
+    ``file:line: reason``."""
+
+    skipped: list[str] = []
+
+
+def _stray_cells(values: Sequence[str]) -> list[int]:
+    """Indices of the cells that are not numbers in a column whose other cells all are (a
+    numeric column with a stray cell): at most 1 % of the column, and at least one number.
+    A text column (most cells not numbers) gives none."""
+    bad = []
+    for k, v in enumerate(values):
+        try:
+            float(v)
+        except ValueError:
+            bad.append(k)
+    if not bad or len(bad) == len(values) or len(bad) > max(1, len(values) // 100):
+        return []
+    return bad
 
 
 def _typed(values: Sequence[str]) -> np.ndarray:
@@ -271,9 +310,11 @@ def load_aiconfigurator(paths: Iterable[str | Path], kernels: dict[str, str] | N
         if not Path(p).expanduser().is_dir():
             explicit.add(Path(p).expanduser())
     parts: dict[str, list[tuple[Path, dict[str, np.ndarray]]]] = {}
+    row_notes: dict[str, list[str]] = {}
     ignored: list[str] = []
     for path in table_files(given):
         cols = read_columns(path)
+        skipped = getattr(cols, "skipped", [])
         kind = classify(path, cols)
         if kind is None:
             if path in explicit:
@@ -285,12 +326,18 @@ def load_aiconfigurator(paths: Iterable[str | Path], kernels: dict[str, str] | N
             continue
         _check_columns(path, kind, cols)
         parts.setdefault(kind, []).append((path, cols))
+        if skipped:
+            row_notes.setdefault(kind, []).append(
+                f"{path.name}: left out {len(skipped)} row(s) hermes cannot read: " + "; ".join(skipped[:5])
+                + (" ..." if len(skipped) > 5 else ""))
     if not parts:
         raise TableError(
             f"{', '.join(map(str, given))}: no aiconfigurator per-operator tables found "
             f"(looked for {', '.join(SCHEMAS)}; ignored: {', '.join(ignored) or 'nothing'})"
         )
     out = {kind: _normalise(kind, files, kernels) for kind, files in sorted(parts.items())}
+    for kind, notes in row_notes.items():
+        out[kind].notes.extend(notes)
     for k in kernels:
         if k.split(":")[0] not in SCHEMAS:
             raise TableError(f"kernels: unknown table kind '{k}'; allowed: {', '.join(SCHEMAS)} (optionally ':dtype')")
@@ -458,8 +505,10 @@ def load_vidur_mlp(paths: Iterable[str | Path]) -> dict[str, Table]:
     (:func:`vidur_zero_input`), which :func:`fit_rows` leaves out. Raises
     :class:`TableError` naming the file and column."""
     chunks, files = [], []
+    left_out: list[str] = []
     for path in table_files(paths):
         c = read_columns(path)
+        left_out += getattr(c, "skipped", [])
         missing = [x for x in VIDUR_COLUMNS if x not in c]
         if missing:
             hint = " (this looks like an aiconfigurator table: use --format aiconfigurator)" if classify(path, c) else ""
@@ -488,6 +537,9 @@ def load_vidur_mlp(paths: Iterable[str | Path]) -> dict[str, Table]:
     cols = {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
     notes = ["Vidur projections (attn_pre_proj = fused QKV, attn_post_proj, mlp_up_proj = fused gate+up, "
              "mlp_down_proj), median time, 16-bit weights"]
+    if left_out:
+        notes.append(f"left out {len(left_out)} row(s) hermes cannot read: " + "; ".join(left_out[:5])
+                     + (" ..." if len(left_out) > 5 else ""))
     zeros = int(cols["zero_input"].sum())
     if zeros:
         notes.append(f"{zeros} mlp_down_proj rows (gated MLP) measured on an all-zero input, left out of "
