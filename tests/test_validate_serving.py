@@ -651,11 +651,17 @@ GAP = "source_file=/Users/x/aic-auto-gap-analysis/data/h200_sxm/vllm/0.12.0/m.cs
 
 
 def test_inferencemax_mtp_runs_are_reported_not_simulated():
-    """DeepSeek-R1 on TensorRT-LLM measured on 2026-01-14 ran InferenceX's MTP
-    configuration (speculative decoding, which hermes does not model): reported with the
-    reason; the same settings on another date, or from another source, are simulated."""
-    mtp = "source_file=2026-03-25.csv; model=DeepSeek-R1; measured=2026-01-14T22:26:21Z; wip=False"
+    """DeepSeek-R1 on TensorRT-LLM's 2026-01-14 run (its measurement time and image) ran
+    InferenceX's MTP configuration (speculative decoding, which hermes does not model):
+    reported with the reason; the same settings on another date, another run of that day,
+    or from another source, are simulated."""
+    mtp = ("source_file=2026-03-25.csv; model=DeepSeek-R1; measured=2026-01-14T22:26:21Z; wip=False; "
+           "image=nvcr.io#nvidia/tensorrt-llm/release:1.1.0rc2.post2")
     plain = "source_file=2026-04-06.csv; model=DeepSeek-R1; measured=2025-11-02T00:00:00.000Z; wip=False"
+    # the rule keys on the run (measurement time and image), not on the day: another run
+    # of the same day is simulated
+    same_day = ("source_file=2026-03-25.csv; model=DeepSeek-R1; measured=2026-01-14T09:00:00Z; wip=False; "
+                "image=nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.8.1")
     def r1(src):
         p = _trt_point(src, model="deepseek-ai/DeepSeek-R1", tp=8)
         p.moe_ep = 8
@@ -663,6 +669,7 @@ def test_inferencemax_mtp_runs_are_reported_not_simulated():
     assert S.unsupported_reason(r1(mtp)) == (
         "speculative decoding (MTP, InferenceX dsr1-fp8-h200-trt-mtp) is not modelled")
     assert S.unsupported_reason(r1(plain)) is None
+    assert S.unsupported_reason(r1(same_day)) is None
     assert S.unsupported_reason(r1(GAP)) is None
 
 

@@ -653,17 +653,32 @@ def _is_moe(catalog_name: str) -> bool:
 
 
 #: InferenceMAX runs with speculative decoding, which the rows do not record, keyed by
-#: (backend, model path, measured date): what ran. DeepSeek-R1 on TensorRT-LLM measured on
+#: what identifies the run: (backend, model path, the ``measured=`` timestamp and the
+#: ``image=`` of ``silicon_data_source``), so another run of the same model on the same
+#: day, without MTP, is not caught. DeepSeek-R1 on TensorRT-LLM measured on
 #: 2026-01-14 is InferenceX's ``dsr1-fp8-h200-trt-mtp`` (PR #392, ``speculative_config:
 #: decoding_type: MTP``, 3 draft tokens with attention TP, 1 with attention DP; merged
 #: 2026-01-15): its grid has 1k/8k at 128 clients with attention TP, which only the MTP
 #: configuration has, and its TPOT at 4 clients is 8.6 / 7.1 / 8.6 ms (1k/1k, 1k/8k, 8k/1k)
 #: against 13.8 / 13.7 / 14.9 ms for the same settings without MTP on 2025-11-02, its TTFT
 #: 1.3-2x higher.
-SPECULATIVE_RUNS: dict[tuple[str, str, datetime.date], str] = {
-    ("trtllm", "deepseek-ai/DeepSeek-R1", datetime.date(2026, 1, 14)):
+SPECULATIVE_RUNS: dict[tuple[str, str, str, str], str] = {
+    # the same run, spelt two ways in the silicon file (41 rows in all)
+    ("trtllm", "deepseek-ai/DeepSeek-R1", "2026-01-14T22:26:21Z", "nvcr.io#nvidia/tensorrt-llm/release:1.1.0rc2.post2"):
+        "MTP, InferenceX dsr1-fp8-h200-trt-mtp",
+    ("trtllm", "deepseek-ai/DeepSeek-R1", "2026-01-14T00:00:00.000Z", "nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2"):
         "MTP, InferenceX dsr1-fp8-h200-trt-mtp",
 }
+
+_SOURCE_FIELD = re.compile(r"(?:^|;)\s*(measured|image)=([^;]*)")
+
+
+def run_key(p: Point) -> tuple[str, str, str, str]:
+    """``(backend, model path, measured timestamp, image)`` of a row: what identifies the
+    benchmark run it came from (the ``measured=`` and ``image=`` fields of its
+    ``silicon_data_source``; empty when absent)."""
+    fields = dict(_SOURCE_FIELD.findall(p.raw.get("silicon_data_source", "")))
+    return (p.backend, p.model_path, fields.get("measured", "").strip(), fields.get("image", "").strip())
 
 
 def unsupported_reason(p: Point) -> str | None:
@@ -674,7 +689,7 @@ def unsupported_reason(p: Point) -> str | None:
         if p.mode == "disagg":
             return "disaggregated serving (mode=disagg): prefill-decode disaggregation is not modelled yet"
         return f"unknown mode '{p.mode}'"
-    spec = SPECULATIVE_RUNS.get((p.backend, p.model_path, measured_date(p)))
+    spec = SPECULATIVE_RUNS.get(run_key(p))
     if spec is not None and benchmark_of(p, "by-source") == "inferencemax":
         return f"speculative decoding ({spec}) is not modelled"
     if p.system not in SYSTEMS:
