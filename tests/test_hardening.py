@@ -514,3 +514,23 @@ def test_trace_token_counts_beyond_any_context_name_file_and_line(tmp_path):
     j.write_text('{"timestamp": 0, "input_length": 10, "output_length": 99999999999999999999, "hash_ids": [1]}\n')
     with pytest.raises(WorkloadError, match=r"t.jsonl:1: key 'output_length': 99999999999999999999 tokens is more"):
         load_mooncake_jsonl(j)
+
+
+def test_azure_dates_outside_the_readable_years_name_the_line(tmp_path):
+    from hermes_core import WorkloadError
+    from hermes_plugins.workloads import load_azure_csv
+
+    p = tmp_path / "t.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n9999-11-16 18:15:46,10,2\n")
+    with pytest.raises(WorkloadError, match=r"t.csv:2: column TIMESTAMP: '9999-11-16 18:15:46' is outside the years"):
+        load_azure_csv(p)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("clients.0.device.peak_tflops={bf16: 0}", "clients[0].device: peak_tflops: bf16 must be a finite number > 0 TFLOP/s"),
+    ("workload.isl=1e20", "workload.isl: expected a token count (int)"),
+])
+def test_degenerate_device_and_length_values(override, message):
+    with pytest.raises(ConfigError) as err:
+        run(load_scenario(CLOSED_LOOP, [override]))
+    assert str(err.value).startswith(message)

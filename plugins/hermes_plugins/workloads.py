@@ -343,6 +343,14 @@ def _load_azure_cached(path: str, _mtime_ns: int, _size: int, name: str, type_co
     nat = np.flatnonzero(np.isnat(ts))
     if nat.size:
         raise bad_stamp(int(nat[0]))
+    # nanosecond datetimes hold 1678-2262 only, and numpy wraps a date outside silently
+    # ('9999-11-16' becomes 1816): check each stamp's year at microsecond resolution
+    years = np.array(stamps, dtype="datetime64[us]").astype("datetime64[Y]").astype(np.int64) + 1970
+    out_of_range = np.flatnonzero((years < 1678) | (years > 2261))
+    if out_of_range.size:
+        k = int(out_of_range[0])
+        raise WorkloadError(f"{name}:{lines[k]}: column TIMESTAMP: {stamps[k]!r} is outside the years 1678-2261 "
+                            "that hermes reads")
     ns = ts.view(np.int64)
     back = np.flatnonzero(np.diff(ns) < 0)
     if back.size:
