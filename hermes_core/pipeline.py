@@ -94,7 +94,7 @@ class Journey:
     ``location``: that replica's device nodes, empty when it is not placed on the cluster),
     the context and KV it carries to the next step, and its records."""
 
-    __slots__ = ("req", "steps", "step", "location", "holder", "context", "kv_tokens", "nbytes", "records",
+    __slots__ = ("req", "steps", "step", "location", "holder", "context", "kv_tokens", "nbytes", "records", "call_ids",
                  "preemptions", "key")
 
     def __init__(self, req: Request, steps: list[str], key: int):
@@ -107,6 +107,7 @@ class Journey:
         self.kv_tokens = req.cached_tokens
         self.nbytes = 0.0
         self.records: list[StepRecord] = []
+        self.call_ids: list[int] = []
         self.preemptions = 0
         self.key = key
 
@@ -135,6 +136,9 @@ class Coordinator:
         #: cost, counted here
         self.unmodelled_moves = 0
         self.transfers = 0
+        #: id(call) -> (replica name, device nodes) of the ended calls of requests on their
+        #: way (the ``source=`` of a later call); forgotten when the request ends
+        self._served_on: dict[int, tuple[str, tuple[str, ...]]] = {}
 
     # -- requests from the workloads --------------------------------------------------------
     def submit(self, req: Request) -> None:
@@ -178,6 +182,7 @@ class Coordinator:
         req.max_itl = call.max_itl
         req.preemptions = j.preemptions
         del self.open[j.key]
+        self._forget(j)
         self.on_request_done(req)
 
     def _drop(self, j: Journey, reason: str, step: str, replica: str) -> None:
@@ -187,24 +192,32 @@ class Coordinator:
         j.req.dropped_reason = f"{cat}: at step {step}" + (f" on {replica}" if replica else "") + f":{rest}"
         j.req.preemptions = j.preemptions
         del self.open[j.key]
+        self._forget(j)
         self.on_request_done(j.req)
 
     # -- the door the stages use ------------------------------------------------------------
     def call_from(self, ctx: Any, client: str, call: Request, on_done: Callable[[Request], None], *,
-                  nbytes: float | None = None, replica: int | None = None) -> int:
+                  nbytes: float | None = None, replica: int | None = None, source: Request | None = None) -> int:
         """:meth:`hermes_core.StageContext.call`: a call that a stage on ``ctx`` makes."""
         j: Journey = call.journey  # type: ignore[assignment]
         if j is None:
             raise ValueError(f"{ctx.where}: a call must come from ctx.new_call(parent, ...)")
         depth = 1 + max((r.depth for r in j.records if r.client == ctx.client), default=0)
-        return self._send(j, client, call, on_done, nbytes, replica, f"{j.step}:{ctx.client}>{client}", depth)
+        origin = None
+        if source is not None:
+            origin = self._served_on.get(id(source))
+            if origin is None:
+                raise ValueError(f"{ctx.where}: source= must be a call this request made that has ended")
+        return self._send(j, client, call, on_done, nbytes, replica, f"{j.step}:{ctx.client}>{client}", depth, origin)
 
     def _send(self, j: Journey, client_name: str, call: Request, on_done: Callable[[Request], None],
-              nbytes: float | None, replica: int | None, label: str, depth: int) -> int:
+              nbytes: float | None, replica: int | None, label: str, depth: int,
+              origin: tuple[str, tuple[str, ...]] | None = None) -> int:
         client = self.clients[client_name]
         i = client.choose(call) if replica is None else client.assign(call, replica)
         rep = client.replicas[i]
         now = self.sim.now
+        j.call_ids.append(id(call))
         rec = StepRecord(call.id, call.request_type, label, depth, client_name, rep.name, now, warmup=call.warmup,
                          prompt_tokens=call.prompt_tokens, cached_tokens=call.cached_tokens)
         j.records.append(rec)
@@ -232,6 +245,9 @@ class Coordinator:
                     if not rep.control:
                         j.location, j.holder = rep.location, rep.name
             j.preemptions += c.preemptions
+            if not rep.control and not c.dropped_reason:
+                # where this call's result is, for a later call's source= (while the request lives)
+                self._served_on[id(c)] = (rep.name, rep.location)
             if c.annotations and depth == 0:
                 # what the step's stage recorded becomes the request's (requests.csv columns)
                 j.req.annotations = {**(j.req.annotations or {}), **c.annotations}
@@ -240,8 +256,9 @@ class Coordinator:
         step = j.step
         call.continuation = finished
         size = j.nbytes if nbytes is None else nbytes
-        src, dst = j.location, rep.location
-        if size > 0 and not rep.control and j.holder and j.holder != rep.name:
+        holder, src = origin if origin is not None else (j.holder, j.location)
+        dst = rep.location
+        if size > 0 and not rep.control and holder and holder != rep.name:
             if self.network is None or not src or not dst:
                 self.unmodelled_moves += 1
             else:
@@ -257,6 +274,12 @@ class Coordinator:
                 return i
         self._arrive(rec, rep, call)
         return i
+
+    def _forget(self, j: Journey) -> None:
+        """Drop the ended request's call locations (``source=`` lookups)."""
+        if self._served_on:
+            for call_id in j.call_ids:
+                self._served_on.pop(call_id, None)
 
     def _arrive(self, rec: StepRecord, rep: Any, call: Request) -> None:
         now = self.sim.now

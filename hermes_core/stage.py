@@ -89,13 +89,15 @@ class StageContext:
                        cached_tokens=int(cached_tokens), journey=parent.journey)
 
     def call(self, client: str, request: Request, on_done: Callable[[Request], None], *,
-             nbytes: float | None = None, replica: int | None = None) -> int:
+             nbytes: float | None = None, replica: int | None = None, source: Request | None = None) -> int:
         """Send ``request`` (from :meth:`new_call`) to the client named ``client``; call
         ``on_done(request)`` when that client is done with it (completed, or dropped with
         ``request.dropped_reason`` set). The data moves over the cluster from where the
         request's data is (the replica that served its last call) to the chosen replica:
-        ``nbytes`` bytes (default: what the last call handed on). ``replica`` pins a replica
-        index (else the client's router picks). Returns the replica index.
+        ``nbytes`` bytes (default: what the last call handed on). ``source``: an earlier,
+        ended call of the same request whose replica holds the data (when several calls ran
+        at once, "the last call" may not be the one whose result moves on). ``replica`` pins a
+        replica index (else the client's router picks). Returns the replica index.
 
         Raises :class:`~hermes_core.ConfigError` when the scenario has no ``request_types``
         (no door), ``KeyError`` for an unknown client (names are checked when the
@@ -105,7 +107,7 @@ class StageContext:
             from .errors import ConfigError
             raise ConfigError(f"{self.where}: this stage calls other clients, which needs a scenario "
                               "with request_types (see docs/architecture.md)")
-        return self.door.call_from(self, client, request, on_done, nbytes=nbytes, replica=replica)
+        return self.door.call_from(self, client, request, on_done, nbytes=nbytes, replica=replica, source=source)
 
 
 class Stage(ABC):

@@ -372,3 +372,67 @@ def test_placement_matches_the_device_preset():
     del sc["clients"][1]["device"]
     res = run(sc)
     assert res.summary["clients"]["dec"]["dec/0"]["device"]["name"].startswith("A100")
+
+
+@hookimpl
+def _register_two_then_one(register):
+    register("two_then_one", _TwoThenOne)
+
+
+class _TwoThenOne(Stage):
+    """Test control stage: calls ``a`` and ``b`` at once, then ``c`` with 1 MB from ``a``'s
+    result (``source=``), although ``b`` ends last."""
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def devices_needed(cls, config):
+        return 0
+
+    @classmethod
+    def targets(cls, config):
+        return {"a": "a", "b": "b", "c": "c"}
+
+    @property
+    def outstanding(self):
+        return 0
+
+    def submit(self, request):
+        done = {}
+
+        def back(name, c):
+            done[name] = c
+            if len(done) == 2:
+                last = self.ctx.new_call(request, prompt_tokens=10, output_tokens=2)
+                self.ctx.call("c", last, lambda c3: self._end(request, c3), nbytes=1e6, source=done["a"])
+
+        for name, out in (("a", 2), ("b", 40)):
+            self.ctx.call(name, self.ctx.new_call(request, prompt_tokens=10, output_tokens=out),
+                          lambda c, name=name: back(name, c), nbytes=0)
+
+    def _end(self, request, c):
+        request.first_token_time, request.finish_time, request.generated_tokens = (
+            c.first_token_time, c.finish_time, c.generated_tokens)
+        self.ctx.on_done(request)
+
+
+def test_a_call_moves_data_from_the_call_named_as_its_source():
+    plugin = types.SimpleNamespace(hermes_register_stages=_register_two_then_one)
+    reg = load_plugins(extra=[("two-then-one", plugin)])
+    dev = {"type": "gpu", "preset": "h100_sxm"}
+    sc = {"workload": {"type": "closed_loop", "concurrency": 1, "num_requests": 2, "isl": 10, "osl": 2,
+                       "request_type": "t"},
+          "cluster": {"nodes": [{"name": n, "kind": "device", "device": dev} for n in ("na", "nb", "nc")]
+                      + [{"name": "sw", "kind": "switch"}],
+                      "links": [{"between": [n, "sw"], "bandwidth_GBps": 10, "latency_us": 1} for n in ("na", "nb", "nc")]},
+          "clients": [{"name": "ctl", "stage": {"type": "two_then_one"}}]
+                     + [{"name": x, "place": f"n{x}", "stage": {"type": "llm_serving", "model": "llama-3.1-8b"}}
+                        for x in ("a", "b", "c")],
+          "request_types": {"t": ["ctl"]}}
+    res = run(sc, registry=reg)
+    assert all(r.completed for r in res.requests)
+    links = {r["link"]: r["bytes"] for r in res.summary["transfers"]["links"]}
+    assert links == pytest.approx({"na->sw": 2e6, "sw->nc": 2e6})  # from a, not from b, which ended last
+    to_c = [s for s in res.steps if s.client == "c"]
+    assert all(s.bytes_in == 1e6 and s.transfer_s == pytest.approx(2e-6 + 1e6 / 10e9) for s in to_c)
